@@ -1,0 +1,190 @@
+"""Pre-fill: every person in every not-yet-done image gets 33 predicted points.
+
+Decoding and inference run in worker processes (one model per process, so
+both cores work); only the main process writes to the database, one
+transaction per image, so a killed run loses at most the images in flight
+and a rerun resumes where it stopped. Video frames go to a worker in runs of
+consecutive frames so the tracker carries people from frame to frame.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+from .model import OCCLUDED, VISIBLE, Person
+from .project import Project
+
+VIDEO_CHUNK = 32
+
+
+def to_person(pose, width: int, height: int, vis_threshold: float = 0.5) -> Person:
+    """A model's PersonPose -> Person: conf = visibility x presence, vis state thresholded."""
+    vis = np.asarray(pose.visibility, dtype=np.float64)
+    pres = np.asarray(pose.presence, dtype=np.float64) if getattr(pose, "presence", None) is not None \
+        and len(pose.presence) else np.ones_like(vis)
+    conf = np.clip(vis * pres, 0.0, 1.0)
+    xy = np.asarray(pose.xy, dtype=np.float64)
+    inside = (xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < height)
+    state = np.where((conf >= vis_threshold) & inside, VISIBLE, OCCLUDED).astype(np.int8)
+    return Person(xy, state, conf, score=float(pose.score))
+
+
+def default_model_name(kwargs: dict) -> str:
+    from importlib.metadata import version
+    variant = {0: "lite", 1: "full", 2: "heavy"}.get(kwargs.get("model_complexity", 1), "full")
+    return f"blazepose-{variant}/mediapipe-{version('mediapipe')}"
+
+
+def estimator_settings(settings: dict) -> dict:
+    s = settings["prefill"]
+    return {"engine": s["engine"], "model_complexity": int(s["model_complexity"]),
+            "min_detection_confidence": float(s["min_detection_confidence"]),
+            "min_pose_presence": float(s["min_pose_presence"]), "max_people": int(s["max_people"])}
+
+
+def make_estimator(kwargs: dict, landmark_model: str | None = None):
+    from .blazepose import PoseEstimator
+    est = PoseEstimator(**kwargs)
+    if landmark_model:
+        from .student_runtime import attach_student
+        attach_student(est, landmark_model)
+    return est
+
+
+# -- worker side --------------------------------------------------------------
+_EST = None
+
+
+def _init_worker(kwargs: dict, landmark_model: str | None) -> None:
+    global _EST
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _EST = make_estimator(kwargs, landmark_model)
+
+
+@dataclass
+class Task:
+    """image ids with their file: one photo, or consecutive frames of one video."""
+    path: str
+    kind: str
+    items: list[tuple[int, int | None, int | None, int | None]]   # (image id, frame index, w, h)
+
+
+def _run_task(task: Task) -> list[tuple[int, tuple[int, int] | None, list | None, str | None]]:
+    from . import media
+    out = []
+    if task.kind == "image":
+        for image_id, _, _, _ in task.items:
+            try:
+                rgb = media.load_image(Path(task.path))
+                poses = _EST.predict(rgb)
+                out.append((image_id, (rgb.shape[1], rgb.shape[0]), poses, None))
+            except UserError as e:
+                out.append((image_id, None, None, str(e)))
+        return out
+    try:
+        reader = media.VideoReader(Path(task.path))
+    except UserError as e:
+        return [(i, None, None, str(e)) for i, _, _, _ in task.items]
+    prev: list = []
+    last = None
+    for image_id, fi, _, _ in task.items:
+        try:
+            rgb = reader.read(fi)
+            contiguous = last is not None and fi - last <= 5
+            poses = _EST.track(rgb, prev) if contiguous and prev else _EST.predict(rgb)
+            prev, last = poses, fi
+            out.append((image_id, (rgb.shape[1], rgb.shape[0]), poses, None))
+        except UserError as e:
+            out.append((image_id, None, None, str(e)))
+            prev, last = [], None
+    reader.close()
+    return out
+
+
+# -- main side -----------------------------------------------------------------
+def plan(project: Project, force: bool = False, limit: int | None = None) -> list[Task]:
+    st = project.store
+    where = "i.status IN ('pending')" if not force else "i.status IN ('pending', 'done', 'failed')"
+    where += (" AND NOT EXISTS (SELECT 1 FROM persons q JOIN points p ON p.person_id=q.id"
+              " WHERE q.image_id=i.id AND q.deleted=0 AND p.verified=1)")
+    rows = st.images(where)
+    if limit is not None:
+        rows = rows[:limit]
+    tasks: list[Task] = []
+    for r in rows:
+        path = str(project.source_path(r))
+        if r.kind == "image":
+            tasks.append(Task(path, "image", [(r.id, None, r.width, r.height)]))
+        else:
+            t = tasks[-1] if tasks else None
+            if t and t.kind == "video" and t.path == path and len(t.items) < VIDEO_CHUNK:
+                t.items.append((r.id, r.frame_index, r.width, r.height))
+            else:
+                tasks.append(Task(path, "video", [(r.id, r.frame_index, r.width, r.height)]))
+    return tasks
+
+
+def prefill(project: Project, workers: int | None = None, force: bool = False, limit: int | None = None,
+            landmark_model: str | None = None, model_name: str | None = None, progress: bool = True) -> dict:
+    """Pre-fill pending images; returns counts. Safe to interrupt and rerun."""
+    kwargs = estimator_settings(project.settings)
+    workers = int(workers or project.settings["prefill"].get("workers", 2))
+    tasks = plan(project, force, limit)
+    total = sum(len(t.items) for t in tasks)
+    summary = {"images": total, "done": 0, "failed": 0, "people": 0, "seconds": 0.0}
+    if not total:
+        return summary
+    # The name recorded as provenance: engine model (+ student round when used).
+    if model_name is None:
+        model_name = default_model_name(kwargs)
+    settings = dict(kwargs, landmark_model=landmark_model, workers=workers)
+    run_id = project.store.start_run("prefill", model_name, settings)
+    session = project.session()
+    t0 = time.time()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=total, unit="img", desc="pre-fill", smoothing=0.1)
+
+    def consume(results):
+        for image_id, size, poses, err in results:
+            if err:
+                project.store.set_image_status(image_id, "failed", err, run_id)
+                summary["failed"] += 1
+                if bar:
+                    bar.write(f"skipped: {err}")
+            else:
+                w, h = size
+                persons = [to_person(p, w, h) for p in poses]
+                if project.store.has_verified(image_id):   # a human got there first: keep theirs
+                    continue
+                with project.store.tx():
+                    session.set_predictions(image_id, persons, model_name)
+                    project.store.set_image_status(image_id, "done", None, run_id, size=size)
+                summary["done"] += 1
+                summary["people"] += len(persons)
+            if bar:
+                bar.update(1)
+
+    try:
+        if workers <= 1:
+            _init_worker(kwargs, landmark_model)
+            for t in tasks:
+                consume(_run_task(t))
+        else:
+            ctx = mp.get_context("spawn")
+            with ctx.Pool(workers, initializer=_init_worker, initargs=(kwargs, landmark_model)) as pool:
+                for res in pool.imap_unordered(_run_task, tasks, chunksize=1):
+                    consume(res)
+    finally:
+        if bar:
+            bar.close()
+        summary["seconds"] = time.time() - t0
+    project.store.finish_run(run_id)
+    return summary
