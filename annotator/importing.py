@@ -82,6 +82,8 @@ def import_frames(project: Project, frames: list[Frame], as_: str = "verified", 
         with project.store.tx():
             for i, inc in enumerate(f.persons):
                 lab = inc.labelled
+                # a file that says which points were verified (our own export) is believed
+                mark = lab & inc.verified if inc.meta.get("verified_known") else lab
                 if i in m:
                     old = current[m[i]]
                     new = old.copy()
@@ -90,7 +92,7 @@ def import_frames(project: Project, frames: list[Frame], as_: str = "verified", 
                         continue
                     new.xy[take], new.vis[take] = inc.xy[take], inc.vis[take]
                     new.conf[take] = inc.conf[take]
-                    new.verified[take] = as_ == "verified"
+                    new.verified[take] = mark[take] if as_ == "verified" else False
                     for k in np.flatnonzero(take):
                         new.source[k] = inc.source[k] or source
                     session.replace_person(old.id, new, "import", {"source": source})
@@ -98,7 +100,7 @@ def import_frames(project: Project, frames: list[Frame], as_: str = "verified", 
                     summary["points_set"] += int(take.sum())
                 else:
                     new = inc.copy()
-                    new.verified[:] = lab if as_ == "verified" else False
+                    new.verified[:] = mark if as_ == "verified" else False
                     new.source = [inc.source[k] or source for k in range(sk.N)]
                     session.add_person(row.id, new)
                     summary["persons_added"] += 1

@@ -49,6 +49,7 @@ class Person:
     track_id: int | None = None
     id: int | None = None
     rev: int = 0
+    meta: dict = field(default_factory=dict)   # reader notes, not stored (e.g. verified_known)
 
     def __post_init__(self):
         n = sk.N

@@ -155,6 +155,8 @@ def read_coco(path: Path) -> tuple[str, list[Frame]]:
                 target = getattr(p, attr)
                 for j, i in enumerate(idx):
                     target[i] = np.nan if vals[j] is None else vals[j]
+                if key == "bp_verified":
+                    p.meta["verified_known"] = True
         if isinstance(a.get("bp_source"), list) and len(a["bp_source"]) == k:
             for j, i in enumerate(idx):
                 p.source[i] = a["bp_source"][j]
