@@ -1,17 +1,24 @@
 """Review order: what an annotator should look at first.
 
-Each unverified point has a suspicion score (how likely it is wrong; see
-suspicion.py); without one, 1 - model confidence stands in. The point queue
-is that score, highest first; the image queue ranks images by the expected
-number of wrong points a visit fixes, so one image visit is worth the most.
+Each unverified point has a suspicion score (the probability that it is
+wrong; see suspicion.py); without one, 1 - model confidence stands in. The
+point queue is that score, highest first; the image queue ranks images by the
+expected number of wrong points a visit fixes, so one image visit is worth
+the most. With `diverse`, an image's gain is discounted by how many images of
+the same kind (folder, body region of its worst point, crowd size) come
+before it, so the first screens show different failure modes instead of
+fifty dark crowd shots in a row.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
+from . import skeleton as sk
 from .store import Store
 
 _SUS = "COALESCE(p.suspicion, 1.0 - COALESCE(p.conf, 0.0))"
+DIVERSITY_DECAY = 0.8      # the k-th image of one kind counts DECAY**k of its gain
 
 
 @dataclass
@@ -22,10 +29,36 @@ class QueueItem:
     top: float            # the single most suspicious point
     review_state: str
     n_unverified: int
+    kind: str = ""        # what the diversity option spreads over
+
+
+def _kind(file_name: str, top_idx: int | None, n_people: int) -> str:
+    name = file_name.split("#", 1)[0]
+    folder = PurePosixPath(name.replace("\\", "/")).parent.name
+    region = sk.REGIONS[top_idx] if top_idx is not None else "none"
+    crowd = "1" if n_people <= 1 else "2-3" if n_people <= 3 else "4+"
+    return f"{folder}/{region}/{crowd}"
+
+
+def spread(items: list, gain, kind, decay: float = DIVERSITY_DECAY) -> list:
+    """Order by gain x decay**(rank of the item within its kind): diminishing returns per kind.
+
+    Equal to greedily taking the item with the largest discounted gain each
+    time, since within a kind the gains are already in decreasing order.
+    """
+    by_kind: dict[str, int] = {}
+    keyed = []
+    for n, it in enumerate(sorted(items, key=lambda it: -gain(it))):
+        k = kind(it)
+        r = by_kind.get(k, 0)
+        by_kind[k] = r + 1
+        keyed.append((-gain(it) * decay ** r, n, it))
+    keyed.sort(key=lambda t: (t[0], t[1]))
+    return [it for _, _, it in keyed]
 
 
 def image_queue(store: Store, states: tuple[str, ...] = ("to_review", "in_progress"),
-                limit: int | None = None) -> list[QueueItem]:
+                limit: int | None = None, diverse: bool = False) -> list[QueueItem]:
     """Images ordered by expected gain; images without people come last, verified ones are left out."""
     marks = ",".join("?" * len(states))
     sql = (f"SELECT i.id, i.file_name, COALESCE(SUM(CASE WHEN p.verified=0 THEN {_SUS} END), 0),"
@@ -35,16 +68,49 @@ def image_queue(store: Store, states: tuple[str, ...] = ("to_review", "in_progre
            " LEFT JOIN points p ON p.person_id=q.id"
            f" WHERE i.review_state IN ({marks}) AND i.status != 'failed'"
            " GROUP BY i.id ORDER BY 3 DESC, 4 DESC, i.id")
-    if limit:
+    if limit and not diverse:
         sql += f" LIMIT {int(limit)}"
-    return [QueueItem(*r) for r in store.db.execute(sql, states)]
+    items = [QueueItem(*r) for r in store.db.execute(sql, states)]
+    if not diverse:
+        return items
+    # worst point's joint and people count per image (SQLite returns the row of the MAX)
+    info = {r[0]: (r[1], r[2]) for r in store.db.execute(
+        f"SELECT q.image_id, p.idx, COUNT(DISTINCT q.id), MAX({_SUS}) FROM points p JOIN persons q"
+        " ON q.id=p.person_id WHERE q.deleted=0 AND p.verified=0 GROUP BY q.image_id")}
+    for it in items:
+        top_idx, n_people = info.get(it.image_id, (None, 0))
+        it.kind = _kind(it.file_name, top_idx, n_people)
+    out = spread(items, lambda it: it.score, lambda it: it.kind)
+    return out[:limit] if limit else out
 
 
-def point_queue(store: Store, limit: int | None = None, image_id: int | None = None) -> list[tuple]:
-    """(image_id, person_id, idx, suspicion) of unverified points, most suspicious first."""
+def point_queue(store: Store, limit: int | None = None, image_id: int | None = None,
+                diverse: bool = False) -> list[tuple]:
+    """(image_id, person_id, idx, suspicion) of unverified points, most suspicious first.
+
+    diverse: spread over (image folder, body region) the same way as image_queue.
+    """
     where = "q.deleted=0 AND p.verified=0" + (" AND q.image_id=?" if image_id is not None else "")
     sql = (f"SELECT q.image_id, p.person_id, p.idx, {_SUS} AS s FROM points p JOIN persons q ON q.id=p.person_id"
            f" WHERE {where} ORDER BY s DESC, p.person_id, p.idx")
+    if limit and not diverse:
+        sql += f" LIMIT {int(limit)}"
+    rows = store.db.execute(sql, (image_id,) if image_id is not None else ()).fetchall()
+    if not diverse:
+        return rows
+    names = {r[0]: r[1] for r in store.db.execute("SELECT id, file_name FROM images")}
+    out = spread(rows, lambda r: r[3], lambda r: _kind(names.get(r[0], ""), r[2], 1))
+    return out[:limit] if limit else out
+
+
+def person_queue(store: Store, limit: int | None = None) -> list[tuple]:
+    """(image_id, person_id, expected wrong points, worst point) per person, most expected fixes first.
+
+    The per-person suspicion: the sum of its unverified points' probabilities
+    of being wrong (suspicion.person_summary computes the same from arrays).
+    """
+    sql = (f"SELECT q.image_id, q.id, SUM({_SUS}), MAX({_SUS}) FROM points p JOIN persons q ON q.id=p.person_id"
+           " WHERE q.deleted=0 AND p.verified=0 GROUP BY q.id ORDER BY 3 DESC, 4 DESC, q.id")
     if limit:
         sql += f" LIMIT {int(limit)}"
-    return store.db.execute(sql, (image_id,) if image_id is not None else ()).fetchall()
+    return store.db.execute(sql).fetchall()

@@ -1,0 +1,104 @@
+"""`evaluate`, `suspicion` and `queue` end to end on a tiny real project with real ground truth."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .conftest import GT_DEV
+from .test_cli import assert_one_line_error, run
+
+KEYS = ("oks_ap", "oks_ap50", "oks_ar", "pck_0_05", "pck_0_1", "median_error_px", "person_recall", "false_people",
+        "needs_fixing_share", "queue_recall_at_0_1", "queue_recall_at_0_2", "queue_recall_at_0_3",
+        "random_recall_at_0_2")
+
+
+TINY = ["coco_mini/000000030752.jpg", "coco_mini/000000211325.jpg", "mmpose_coco/000000197388.jpg",
+        "sg_pose_minicoco/000000093620.jpg"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, gt_dev):
+    """A clear photo, two the model gets partly wrong, a three-person photo and one with nobody, pre-filled."""
+    d = tmp_path_factory.mktemp("review")
+    names = TINY + [next(i["file_name"] for i in gt_dev["images"] if i["source"] == "coco_no_person")]
+    ims = [next(i for i in gt_dev["images"] if i["file_name"] == n) for n in names]
+    ids = {i["id"] for i in ims}
+    sub = {"images": ims, "annotations": [a for a in gt_dev["annotations"] if a["image_id"] in ids],
+           "categories": gt_dev["categories"]}
+    (d / "gt.json").write_text(json.dumps(sub))
+    rc, _, err = run("init", d / "p", "--images", *[GT_DEV / "images" / i["file_name"] for i in ims])
+    assert rc == 0, err
+    rc, out, err = run("prefill", d / "p", "--workers", "1", "--quiet")
+    assert rc == 0, err
+    return d, sub
+
+
+def test_suspicion_then_evaluate_writes_every_figure(tiny):
+    d, sub = tiny
+    rc, out, err = run("suspicion", d / "p", "--tta", "--quiet")
+    assert rc == 0, err
+    assert "with TTA signals" in out
+    rc, out, err = run("evaluate", d / "p", "--gt", d / "gt.json", "--json", d / "e.json")
+    assert rc == 0, err
+    for text in ("COCO OKS", "PCK@0.05", "person recall", "recall after 20%", "MediaPipe visibility",
+                 "calibrated combination", "swap", "oracle"):
+        assert text in out, text
+    r = json.loads((d / "e.json").read_text())
+    for k in KEYS:
+        assert k in r, k
+    assert r["n_images"] == 5 and r["n_empty_images"] == 1
+    assert r["random_recall_at_0_2"] == pytest.approx(0.2)
+    assert 0.0 <= r["oks_ap"] <= 1.0 and 0.0 <= r["pck_0_05"] <= r["pck_0_1"] <= 1.0
+    assert r["n_gt_people"] == sum(1 for a in sub["annotations"] if a["num_keypoints"] > 0)
+    assert r["n_matched_people"] >= 5 and 0.2 <= r["person_recall"] <= 1.0
+    for k in ("conf_queue_recall_at_0_2", "tta_queue_recall_at_0_2", "swap_queue_recall_at_0_2"):
+        assert 0.0 <= r[k] <= 1.0, k
+    # the model gets some points wrong here, and the queue finds them sooner than chance
+    assert r["n_needs_fixing"] >= 5
+    assert r["queue_recall_at_0_3"] > r["random_recall_at_0_3"] + 0.2
+    assert all(not isinstance(v, dict) for v in r.values()), "the JSON file is flat"
+    # the queue lists images by expected fixes, the empty one last
+    rc, out, err = run("queue", d / "p", "--limit", "10")
+    assert rc == 0, err
+    lines = [l for l in out.splitlines()[1:] if l.strip()]
+    assert len(lines) == 5
+    scores = [float(l.split()[1]) for l in lines]
+    assert scores == sorted(scores, reverse=True) and scores[-1] == 0.0
+    rc, out, err = run("queue", d / "p", "--points", "--limit", "5", "--diverse")
+    assert rc == 0 and len(out.splitlines()) == 6, out
+
+
+def test_evaluate_scores_the_current_points(tiny, tmp_path):
+    """Import the GT as verified: the project's current points are then the GT itself."""
+    d, sub = tiny
+    import shutil
+    shutil.copytree(d / "p", tmp_path / "p")
+    rc, out, err = run("import", tmp_path / "p", d / "gt.json")
+    assert rc == 0, err
+    rc, out, err = run("evaluate", tmp_path / "p", "--gt", d / "gt.json", "--json", tmp_path / "e.json")
+    assert rc == 0, err
+    r = json.loads((tmp_path / "e.json").read_text())
+    assert r["pck_0_05"] == 1.0 and r["median_error_px"] == 0.0 and r["person_recall"] == 1.0
+    assert r["oks_ar"] > 0.99      # (AP can be lower: pre-filled people the GT did not match remain)
+    assert r["n_queue_points"] == 0 and r["needs_fixing_share"] is None     # nothing left to review
+    # the verified points (with what the model had predicted there) calibrate the project's own model
+    rc, out, err = run("suspicion", tmp_path / "p", "--calibrate", "--quiet")
+    assert rc == 0, err
+    n = int(out.split("calibrated on ")[1].split()[0])
+    assert n >= 50 and "from the project's verified points" in out
+    rc, out, err = run("suspicion", tmp_path / "p", "--export-model", tmp_path / "m.json", "--quiet")
+    assert json.loads((tmp_path / "m.json").read_text())["meta"]["trained_on"]["gt"] == "verified points"
+
+
+def test_bad_input_is_one_line(tiny, tmp_path):
+    d, _ = tiny
+    rc, _, err = run("evaluate", d / "p", "--gt", tmp_path / "nope.json")
+    assert_one_line_error(rc, err, "nope.json", "no such file")
+    rc, _, err = run("suspicion", d / "p", "--calibrate", "--gt", tmp_path / "gone.json")
+    assert_one_line_error(rc, err, "gone.json", "no such file")
+    (tmp_path / "m.json").write_text("{\"format\": 1}")
+    rc, _, err = run("suspicion", d / "p", "--import-model", tmp_path / "m.json")
+    assert_one_line_error(rc, err, "m.json", "not a suspicion model")
+    rc, _, err = run("evaluate", tmp_path, "--gt", d / "gt.json")
+    assert_one_line_error(rc, err, "not a project")

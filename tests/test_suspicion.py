@@ -1,0 +1,282 @@
+"""Suspicion signals on real predictions, the calibration maths, scores in the store, queue order."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from annotator import calibration as C
+from annotator import skeleton as sk
+from annotator import suspicion as S
+from annotator.media import load_image
+from annotator.model import Person
+from annotator.project import Project
+from annotator.queue import image_queue, person_queue, point_queue, spread
+
+from .conftest import GT_DEV, MEDIA, gt_images
+
+
+# -- real model, real photos ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def estimator():
+    from annotator.prefill import estimator_settings, make_estimator
+    from annotator.settings import DEFAULTS
+    return make_estimator(estimator_settings({"prefill": DEFAULTS["prefill"]}))
+
+
+@pytest.fixture(scope="module")
+def clear_people(estimator, gt_dev):
+    """(rgb, Person, TTA variants) for the first clear single-person photos the model finds."""
+    from annotator.prefill import to_person
+    out = []
+    for im in gt_images(gt_dev, "coco_mini", n_people=1, limit=6):
+        rgb = load_image(GT_DEV / "images" / im["file_name"])
+        poses = estimator.predict(rgb)
+        if len(poses) != 1:
+            continue
+        p = to_person(poses[0], rgb.shape[1], rgb.shape[0])
+        out.append((rgb, p, S.tta_predictions(estimator, rgb, tuple(poses[0].roi))))
+        if len(out) == 3:
+            break
+    assert len(out) >= 2, "the model should find the person on at least 2 clear COCO photos"
+    return out
+
+
+def test_tta_agrees_with_itself_on_clear_photos(clear_people):
+    for rgb, p, variants in clear_people:
+        assert set(variants) == {v[0] for v in S.TTA_VARIANTS}
+        f = S.tta_features(p.xy, variants)
+        # the body's big joints land within an OKS-0.5 radius (1.18 units) under every transform
+        torso_limbs = [11, 12, 23, 24]
+        assert np.expm1(f["tta"][torso_limbs]).max() < 1.18, np.expm1(f["tta"])
+        # the mirrored run, swapped back, agrees with the labels as they are
+        assert f["person_swap"][0] < 0, f["swap"]
+
+
+def test_left_right_swapped_person_gets_a_high_swap_score(clear_people):
+    for rgb, p, variants in clear_people:
+        good = S.tta_features(p.xy, variants)
+        bad = S.tta_features(p.flipped_lr().xy, variants)
+        assert bad["person_swap"][0] > 0.3 > good["person_swap"][0]
+        limbs = [i for l, r in S._LIMB_PAIRS for i in (l, r)]
+        assert bad["swap"][limbs].mean() > good["swap"][limbs].mean() + 0.3
+
+
+def test_point_moved_far_away_becomes_the_most_suspicious(clear_people):
+    model = S.default_model()
+    for rgb, p, variants in clear_people:
+        h, w = rgb.shape[:2]
+        q = p.copy()
+        i = sk.INDEX["left_wrist"]
+        t = S.torso_length(p.xy)
+        q.xy[i] = p.xy[i] + np.array([1.5 * t, -1.0 * t])      # a wrist far from its elbow
+        before = model.score(S.features(p, w, h, model.stats, S.Extras(tta=S.tta_features(p.xy, variants),
+                                                                        joint_prior=model.joint_prior)), True)
+        after = model.score(S.features(q, w, h, model.stats, S.Extras(tta=S.tta_features(q.xy, variants),
+                                                                       joint_prior=model.joint_prior)), True)
+        assert after[i] > before[i] + 0.2
+        assert after[i] >= np.sort(after)[-3], "the moved wrist should be among the top 3 of its person"
+
+
+def test_heatmap_is_sure_where_the_model_put_a_point_and_not_elsewhere(estimator, clear_people):
+    rgb, p, _ = clear_people[0]
+    roi = S.roi_from_points(p.xy)
+    at = S.heat_at(estimator, rgb, roi, p.xy)
+    assert np.median(at[[11, 12, 23, 24, 13, 14]]) > 0.5
+    q = p.xy.copy()
+    q[:, 0] += 0.5 * S.torso_length(p.xy)                           # every point half a torso to the right
+    off = S.heat_at(estimator, rgb, roi, q)
+    assert np.median(off) < np.median(at) - 0.2
+    f = S.person_tta_features(estimator, rgb, p.xy, roi)
+    assert set(f) == set(S.TTA_SIGNALS) and np.allclose(f["heat"], 1 - at)
+
+
+def test_shape_signals_flag_a_stretched_bone_and_a_collapsed_leg(clear_people):
+    stats = S.learn_shape_stats([p.xy for _, p, _ in clear_people] * 2)
+    _, p, _ = clear_people[0]
+    f0 = S.shape_features(p.xy, stats)
+    xy = p.xy.copy()
+    knee, ankle = sk.INDEX["left_knee"], sk.INDEX["left_ankle"]
+    xy[ankle] = xy[knee] + 3.0 * (xy[ankle] - xy[knee])          # shin three times as long
+    f1 = S.shape_features(xy, stats)
+    assert f1["bone"][ankle] > f0["bone"][ankle] + 0.5
+    assert f1["sym"][ankle] > f0["sym"][ankle] + 0.5
+    xy = p.xy.copy()
+    for l, r in ((25, 26), (27, 28), (29, 30), (31, 32)):
+        xy[r] = xy[l] + 1.0                                         # both legs drawn on one
+    f2 = S.shape_features(xy, stats)
+    assert f2["collapse"][28] > 0.8 > f0["collapse"][28]
+
+
+# -- calibration maths ---------------------------------------------------------------------------
+
+def test_logistic_fit_recovers_known_weights(rng):
+    X = rng.normal(size=(4000, 3))
+    true = np.array([2.0, -1.0, 0.0])
+    y = rng.random(4000) < 1 / (1 + np.exp(-(X @ true - 0.5)))
+    coef, b = C.fit_logistic(X, y, l2=1e-3)
+    assert np.allclose(coef, true, atol=0.2) and abs(b + 0.5) < 0.15
+
+
+def test_recall_and_auc_by_hand():
+    y = np.array([1, 0, 1, 0, 0, 0, 0, 0, 0, 0], bool)
+    s = np.array([.9, .8, .1, .7, .6, .5, .4, .3, .2, .0])
+    assert C.recall_at(s, y, 0.2) == 0.5                 # first 2 items hold one of the 2 positives
+    # pairs (pos, neg): .9 beats all 8; .1 beats only .0 -> (8 + 1) / 16
+    assert C.auc(s, y) == pytest.approx(9 / 16)
+    assert C.auc(np.ones(10), y) == 0.5
+
+
+def test_feature_selection_keeps_the_informative_signal(rng):
+    n = 3000
+    good, noise = rng.normal(size=n), rng.normal(size=n)
+    y = (good + 0.5 * rng.normal(size=n)) > 1.0
+    groups = np.arange(n) // 10
+    chosen, trace = C.select_features({"good": good, "noise": noise}, y, groups, ["noise", "good"])
+    assert chosen == ["good"] and trace[0]["recall"] > 0.6
+
+
+def test_splits_are_balanced_and_stable():
+    names = [f"src{k % 3}/img{k}.jpg" for k in range(60)]
+    a, b = C.assign_splits(names), C.assign_splits(list(reversed(names)))
+    assert a == b
+    for k in range(3):
+        part = [a[n] for n in names if n.startswith(f"src{k}/")]
+        assert part.count("cal") == part.count("held") == 10
+
+
+def test_model_json_round_trip_and_bad_file():
+    m = S.default_model()
+    m2 = S.SuspicionModel.from_json(m.to_json())
+    f = S.features(Person(np.random.default_rng(1).random((33, 2)) * 100, np.full(33, 2)), 200, 200, m.stats,
+                   S.Extras(joint_prior=m.joint_prior))
+    assert np.allclose(m.score(f, False), m2.score(f, False))
+    with pytest.raises(ValueError, match="not a pose-annotator suspicion model"):
+        S.SuspicionModel.from_json({"format": "other"}, "x.json")
+
+
+def test_prior_signal_is_at_most_one_half():
+    u = np.array([0.0, 1.0, 3.0, 100.0, np.nan])
+    q = S.prior_probability(u)
+    assert q[0] == 0 and q[-1] == 0 and 0 < q[1] < q[2] < q[3] <= 0.5
+
+
+# -- scores in a project -------------------------------------------------------------------------
+
+def _project_with_people(tmp_path, xys: list[list[np.ndarray]], names=("a/x.jpg", "b/y.jpg", "b/z.jpg")):
+    proj, _ = Project.create(tmp_path / "p")
+    st = proj.store
+    ses = proj.session("t")
+    for name, people in zip(names, xys):
+        sid, _ = st.add_source(name, "image", None, None)
+        iid = st.add_image(sid, name, 640, 480, status="done")
+        ps = [Person(xy, np.full(33, 2), conf=np.full(33, 0.9), score=0.9) for xy in people]
+        ses.set_predictions(iid, ps, "test-model")
+    return proj
+
+
+def _standing(x0=300.0, y0=100.0, s=1.0) -> np.ndarray:
+    """A plausible upright 33-point pose facing the camera (the person's left on the image's right)."""
+    left = {1: (3, -4), 2: (6, -4), 3: (9, -4), 7: (12, -2), 9: (4, 6), 11: (20, 40), 13: (25, 80),
+            15: (27, 115), 17: (29, 125), 19: (27, 128), 21: (24, 122), 23: (12, 110), 25: (14, 165),
+            27: (15, 220), 29: (13, 228), 31: (22, 232)}
+    xy = np.zeros((33, 2))
+    for i, (dx, dy) in left.items():
+        xy[i] = (dx, dy)
+        xy[sk.FLIP[i]] = (-dx, dy)
+    return xy * s + (x0, y0)
+
+
+def test_update_stores_scores_verified_points_score_zero(tmp_path):
+    base = _standing()
+    odd = base.copy()
+    odd[15] = odd[13] + (200, -150)                                  # a wrist flung far away
+    proj = _project_with_people(tmp_path, [[base], [odd], [_standing(100, 80, 0.8)]])
+    with proj:
+        s = S.update_suspicion(proj)
+        assert s["people"] == 3 and s["people_with_tta"] == 0
+        rows = point_queue(proj.store)
+        assert len(rows) == 99 and all(0 < r[3] < 1 for r in rows)
+        # what is stored is the shipped model's no-TTA calibration on these points, in queue order
+        model = S.default_model()
+        cands = S.collect(proj)
+        expect = {(c.person.id, i): v for cs, ps in zip(cands.values(), S.featurize(cands, model).values())
+                  for c, p in zip(cs, ps) for i, v in enumerate(p.suspicion)}
+        assert all(abs(expect[(pid, i)] - v) < 1e-9 for _, pid, i, v in rows)
+        assert [r[3] for r in rows] == sorted((r[3] for r in rows), reverse=True)
+        odd_id = proj.store.person_ids(2)[0]
+        f = S.features(proj.store.load_person(odd_id), 640, 480, model.stats, S.Extras(joint_prior=model.joint_prior))
+        assert f["bone"][15] == f["bone"].max() and f["bone"][15] > 1.0        # the shape signal sees it
+        pid = rows[0][1]
+        proj.session("t").verify_person(pid)
+        S.update_suspicion(proj)
+        p = proj.store.load_person(pid)
+        assert (p.suspicion == 0).all()
+        assert all(r[1] != pid for r in point_queue(proj.store))
+
+
+def test_previous_round_disagreement(tmp_path):
+    proj = _project_with_people(tmp_path, [[_standing()]])
+    with proj:
+        pid = proj.store.person_ids(1)[0]
+        assert S.previous_round(proj.store, proj.store.load_person(pid)) is None
+        new = proj.store.load_person(pid)
+        new.xy[25] += (0, 60)                                          # the new round moves a knee
+        proj.session("t").repredict_person(pid, new, "round-2")
+        d = S.previous_round(proj.store, proj.store.load_person(pid))
+        assert d[25] > 1.0 and np.nanmax(np.delete(d, 25)) == 0
+        S.update_suspicion(proj)
+        p = proj.store.load_person(pid)
+        assert p.suspicion[25] == p.suspicion.max()
+
+
+def test_image_and_point_queue_order_and_diversity(tmp_path):
+    proj = _project_with_people(tmp_path, [[_standing()], [_standing()], [_standing()]])
+    with proj:
+        st = proj.store
+        pids = [st.person_ids(i)[0] for i in (1, 2, 3)]
+        vals = []
+        for k, pid in enumerate(pids):           # image 1 worst, then 2 (same folder b/ as 3), then 3
+            s = np.full(33, [0.5, 0.4, 0.3][k])
+            s[[15, 15, 27][k]] = 0.9
+            vals += [(pid, i, float(s[i])) for i in range(33)]
+        st.set_suspicion(vals)
+        q = image_queue(st)
+        assert [it.image_id for it in q] == [1, 2, 3]
+        assert q[0].score == pytest.approx(0.5 * 32 + 0.9)
+        assert point_queue(st, 1)[0][:3] == (1, pids[0], 15)
+        pq = person_queue(st)
+        assert [r[1] for r in pq] == pids and pq[0][2] == pytest.approx(0.5 * 32 + 0.9) and pq[2][3] == 0.9
+        assert [r[3] for r in point_queue(st, image_id=2)] == sorted([r[3] for r in point_queue(st, image_id=2)],
+                                                                     reverse=True)
+        # diversity: items of one kind lose DECAY per earlier item of that kind
+        items = [("a", 10.0), ("a", 9.0), ("a", 8.0), ("b", 5.0)]
+        order = spread(items, lambda t: t[1], lambda t: t[0], decay=0.5)
+        assert order == [("a", 10.0), ("b", 5.0), ("a", 9.0), ("a", 8.0)]
+        dq = image_queue(st, diverse=True)
+        assert {it.image_id for it in dq} == {1, 2, 3} and all(it.kind for it in dq)
+
+
+def test_temporal_jump_in_a_real_video(tmp_path):
+    """Three consecutive real frames pre-filled with tracking; one point of the middle frame dragged away."""
+    from annotator.prefill import prefill
+    video = MEDIA / "videos" / "openpose_video.avi"
+    proj, _ = Project.create(tmp_path / "v", [video], stride=1)
+    with proj:
+        prefill(proj, workers=1, limit=3, progress=False)
+        ids = [r.id for r in proj.store.images() if r.status == "done"]
+        assert len(ids) == 3
+        mid = proj.store.load_frame(ids[1])
+        assert mid.persons, "the model should find people in the street scene"
+        p = max(mid.persons, key=lambda q: S.person_area(q.xy))
+        before = S.collect(proj, [ids[1]])[mid.file_name]
+        t0 = next(c for c in before if c.person.id == p.id).extras.temporal
+        assert t0 is not None
+        moved = p.copy()
+        k = sk.INDEX["right_ankle"]
+        moved.xy[k] += 2.0 * S.torso_length(p.xy)
+        proj.session("t").repredict_person(p.id, moved, "drag-test")
+        after = S.collect(proj, [ids[1]])[mid.file_name]
+        t1 = next(c for c in after if c.person.id == p.id).extras.temporal
+        assert t1[k] > 3.0 > np.median(t1)
+        assert t1[k] > 5 * max(t0[k], 0.1)
