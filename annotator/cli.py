@@ -40,7 +40,7 @@ def cmd_prefill(a) -> int:
             from .rounds_registry import resolve_model
             landmark_model, model_name = resolve_model(proj, a.model)
         s = prefill(proj, workers=a.workers, force=a.force, limit=a.limit, landmark_model=landmark_model,
-                    model_name=model_name, progress=not a.quiet)
+                    model_name=model_name, progress=not a.quiet, tta=False if a.no_tta else None)
         rate = s["done"] / s["seconds"] if s["seconds"] else 0.0
         print(f"pre-filled {s['done']} images ({s['people']} people), {s['failed']} failed,"
               f" {s['seconds']:.1f}s ({rate:.1f} images/s)")
@@ -133,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="redo images already pre-filled (never verified ones)")
     p.add_argument("--limit", type=int)
     p.add_argument("--model", default="mediapipe", help="'mediapipe' or a distillation round, e.g. round-2")
+    p.add_argument("--no-tta", action="store_true",
+                   help="skip the re-run suspicion signals (faster; the queue then uses the cheap signals)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_prefill)
 

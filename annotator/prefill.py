@@ -5,6 +5,12 @@ both cores work); only the main process writes to the database, one
 transaction per image, so a killed run loses at most the images in flight
 and a rerun resumes where it stopped. Video frames go to a worker in runs of
 consecutive frames so the tracker carries people from frame to frame.
+
+With `prefill.tta` (default on), the worker also runs the landmark model on
+transformed crops of every person it found (suspicion.tta_for_poses) while the
+image is decoded anyway; the main process stores those features in the same
+transaction as the points, and at the end of the run the suspicion scores of
+the new images are computed, so the review queue is ordered right away.
 """
 from __future__ import annotations
 
@@ -43,9 +49,13 @@ def default_model_name(kwargs: dict) -> str:
 
 def estimator_settings(settings: dict) -> dict:
     s = settings["prefill"]
-    return {"engine": s["engine"], "model_complexity": int(s["model_complexity"]),
-            "min_detection_confidence": float(s["min_detection_confidence"]),
-            "min_pose_presence": float(s["min_pose_presence"]), "max_people": int(s["max_people"])}
+    out = {"engine": s["engine"], "model_complexity": int(s["model_complexity"]),
+           "min_detection_confidence": float(s["min_detection_confidence"]),
+           "min_pose_presence": float(s["min_pose_presence"]), "max_people": int(s["max_people"])}
+    for k in ("min_keypoint_conf", "tiles", "nms_iou"):      # multi-person engine thresholds (blazepose.py)
+        if k in s:
+            out[k] = float(s[k])
+    return out
 
 
 def make_estimator(kwargs: dict, landmark_model: str | None = None):
@@ -59,12 +69,22 @@ def make_estimator(kwargs: dict, landmark_model: str | None = None):
 
 # -- worker side --------------------------------------------------------------
 _EST = None
+_TTA = False
 
 
-def _init_worker(kwargs: dict, landmark_model: str | None) -> None:
-    global _EST
+def _init_worker(kwargs: dict, landmark_model: str | None, tta: bool = False) -> None:
+    global _EST, _TTA
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _EST = make_estimator(kwargs, landmark_model)
+    _TTA = bool(tta)
+
+
+def _tta(rgb, poses) -> list | None:
+    """The re-run suspicion signals for the poses just found (None when off or nobody found)."""
+    if not _TTA or not poses:
+        return None
+    from .suspicion import tta_for_poses
+    return tta_for_poses(_EST, rgb, poses)
 
 
 @dataclass
@@ -75,7 +95,8 @@ class Task:
     items: list[tuple[int, int | None, int | None, int | None]]   # (image id, frame index, w, h)
 
 
-def _run_task(task: Task) -> list[tuple[int, tuple[int, int] | None, list | None, str | None]]:
+def _run_task(task: Task) -> list[tuple[int, tuple[int, int] | None, list | None, str | None, list | None]]:
+    """(image id, (w, h), poses, error, TTA features per pose or None) per image of the task."""
     from . import media
     out = []
     if task.kind == "image":
@@ -83,14 +104,14 @@ def _run_task(task: Task) -> list[tuple[int, tuple[int, int] | None, list | None
             try:
                 rgb = media.load_image(Path(task.path))
                 poses = _EST.predict(rgb)
-                out.append((image_id, (rgb.shape[1], rgb.shape[0]), poses, None))
+                out.append((image_id, (rgb.shape[1], rgb.shape[0]), poses, None, _tta(rgb, poses)))
             except UserError as e:
-                out.append((image_id, None, None, str(e)))
+                out.append((image_id, None, None, str(e), None))
         return out
     try:
         reader = media.VideoReader(Path(task.path))
     except UserError as e:
-        return [(i, None, None, str(e)) for i, _, _, _ in task.items]
+        return [(i, None, None, str(e), None) for i, _, _, _ in task.items]
     prev: list = []
     last = None
     for image_id, fi, _, _ in task.items:
@@ -99,9 +120,9 @@ def _run_task(task: Task) -> list[tuple[int, tuple[int, int] | None, list | None
             contiguous = last is not None and fi - last <= 5
             poses = _EST.track(rgb, prev) if contiguous and prev else _EST.predict(rgb)
             prev, last = poses, fi
-            out.append((image_id, (rgb.shape[1], rgb.shape[0]), poses, None))
+            out.append((image_id, (rgb.shape[1], rgb.shape[0]), poses, None, _tta(rgb, poses)))
         except UserError as e:
-            out.append((image_id, None, None, str(e)))
+            out.append((image_id, None, None, str(e), None))
             prev, last = [], None
     reader.close()
     return out
@@ -131,19 +152,26 @@ def plan(project: Project, force: bool = False, limit: int | None = None) -> lis
 
 
 def prefill(project: Project, workers: int | None = None, force: bool = False, limit: int | None = None,
-            landmark_model: str | None = None, model_name: str | None = None, progress: bool = True) -> dict:
-    """Pre-fill pending images; returns counts. Safe to interrupt and rerun."""
+            landmark_model: str | None = None, model_name: str | None = None, progress: bool = True,
+            tta: bool | None = None) -> dict:
+    """Pre-fill pending images, then score their suspicion; returns counts. Safe to interrupt and rerun.
+
+    tta: also compute the re-run suspicion signals (default: project.toml prefill.tta).
+    """
     kwargs = estimator_settings(project.settings)
+    if tta is None:
+        tta = bool(project.settings["prefill"].get("tta", True))
     workers = int(workers or project.settings["prefill"].get("workers", 2))
     tasks = plan(project, force, limit)
     total = sum(len(t.items) for t in tasks)
-    summary = {"images": total, "done": 0, "failed": 0, "people": 0, "seconds": 0.0}
+    summary = {"images": total, "done": 0, "failed": 0, "people": 0, "seconds": 0.0, "tta": bool(tta),
+               "suspicion_seconds": 0.0}
     if not total:
         return summary
     # The name recorded as provenance: engine model (+ student round when used).
     if model_name is None:
         model_name = default_model_name(kwargs)
-    settings = dict(kwargs, landmark_model=landmark_model, workers=workers)
+    settings = dict(kwargs, landmark_model=landmark_model, workers=workers, tta=bool(tta))
     run_id = project.store.start_run("prefill", model_name, settings)
     session = project.session()
     t0 = time.time()
@@ -152,8 +180,11 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
         from tqdm import tqdm
         bar = tqdm(total=total, unit="img", desc="pre-fill", smoothing=0.1)
 
+    done_ids: list[int] = []
+
     def consume(results):
-        for image_id, size, poses, err in results:
+        from . import suspicion
+        for image_id, size, poses, err, feats in results:
             if err:
                 project.store.set_image_status(image_id, "failed", err, run_id)
                 summary["failed"] += 1
@@ -165,8 +196,11 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
                 if project.store.has_verified(image_id):   # a human got there first: keep theirs
                     continue
                 with project.store.tx():
-                    session.set_predictions(image_id, persons, model_name)
+                    ids = session.set_predictions(image_id, persons, model_name)
+                    if feats:
+                        suspicion.store_prefill_tta(project.store, ids, persons, feats)
                     project.store.set_image_status(image_id, "done", None, run_id, size=size)
+                done_ids.append(image_id)
                 summary["done"] += 1
                 summary["people"] += len(persons)
             if bar:
@@ -174,12 +208,12 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
 
     try:
         if workers <= 1:
-            _init_worker(kwargs, landmark_model)
+            _init_worker(kwargs, landmark_model, tta)
             for t in tasks:
                 consume(_run_task(t))
         else:
             ctx = mp.get_context("spawn")
-            with ctx.Pool(workers, initializer=_init_worker, initargs=(kwargs, landmark_model)) as pool:
+            with ctx.Pool(workers, initializer=_init_worker, initargs=(kwargs, landmark_model, tta)) as pool:
                 for res in pool.imap_unordered(_run_task, tasks, chunksize=1):
                     consume(res)
     finally:
@@ -187,4 +221,9 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
             bar.close()
         summary["seconds"] = time.time() - t0
     project.store.finish_run(run_id)
+    if done_ids:                     # the queue is ordered right after pre-fill
+        from .suspicion import update_suspicion
+        t1 = time.time()
+        update_suspicion(project, done_ids)
+        summary["suspicion_seconds"] = time.time() - t1
     return summary

@@ -19,9 +19,16 @@ DEFAULTS: dict = {
     "prefill": {
         "engine": "multi",
         "model_complexity": 1,
-        "min_detection_confidence": 0.5,
+        # Chosen on half of pose-gt-dev, checked on the other (bench/engine.py, notes in README):
+        # half-size detector windows find small people; the stricter heatmap threshold keeps the
+        # no-person photos (nearly) empty. Person recall 0.42 vs 0.31 whole-image, ~170 ms/image.
+        "min_detection_confidence": 0.3,
         "min_pose_presence": 0.5,
         "max_people": 20,
+        "min_keypoint_conf": 0.55,   # drop people whose landmark heatmaps are not confident (blazepose.py)
+        "tiles": 0.5,                # > 0: also detect on windows of this side (small people); 0: whole image only
+        "nms_iou": 0.3,
+        "tta": True,                 # re-run suspicion signals during pre-fill (suspicion.py)
         "workers": 2,
     },
     "gui": {"point_size": 5.0, "show_angles": False, "prefetch": 3},

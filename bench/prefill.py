@@ -1,8 +1,10 @@
 """Pre-fill throughput: our pipeline (2 worker processes, multi-person, writes to
 SQLite) against a plain single-process `mp.solutions.pose` loop over the same
-files, measured in the same run. Prints images/s and peak memory.
+files, measured in the same run. Prints images/s and peak memory, and what the
+re-run suspicion signals computed during pre-fill (prefill.tta, on by default)
+cost per image: the same pre-fill once more with --no-tta.
 
-    python bench/prefill.py [--limit N] [--workers 2]
+    python bench/prefill.py [--limit N] [--workers 2] [--skip-no-tta]
 """
 from __future__ import annotations
 
@@ -41,14 +43,14 @@ def plain_loop(files: list[Path]) -> tuple[float, int]:
     return time.perf_counter() - t0, found
 
 
-def ours(files: list[Path], workers: int) -> tuple[float, dict]:
+def ours(files: list[Path], workers: int, tta: bool = True) -> tuple[float, dict]:
     from annotator.prefill import prefill
     from annotator.project import Project
     with tempfile.TemporaryDirectory() as d:
         proj, _ = Project.create(Path(d) / "bench", files)
         with proj:
             t0 = time.perf_counter()
-            s = prefill(proj, workers=workers, progress=False)
+            s = prefill(proj, workers=workers, progress=False, tta=tta)
             return time.perf_counter() - t0, s
 
 
@@ -56,6 +58,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--skip-no-tta", action="store_true", help="do not measure the pre-fill without TTA")
     a = ap.parse_args()
     files = photos(a.limit)
     print(f"{len(files)} photos from {DATA.resolve()}")
@@ -68,7 +71,14 @@ def main() -> None:
           f" {found} people: one per image at most)")
     print(f"pose-annotator prefill, {a.workers} workers     : {n / t_ours:6.1f} images/s  ({t_ours:.1f}s incl."
           f" worker start-up, {s['people']} people, {s['failed']} failed, written to SQLite)")
-    print(f"speed-up: {t_plain / t_ours:.2f}x")
+    print(f"speed-up: {t_plain / t_ours:.2f}x  (suspicion scoring at the end: {s['suspicion_seconds']:.2f}s)")
+    if not a.skip_no_tta:
+        t_fast, s2 = ours(files, a.workers, tta=False)
+        print(f"pose-annotator prefill --no-tta          : {n / t_fast:6.1f} images/s  ({t_fast:.1f}s, {s2['people']} people)")
+        extra = (t_ours - t_fast) * a.workers
+        print(f"re-run suspicion signals in pre-fill: +{1000 * (t_ours - t_fast) / n:.0f} ms/image wall clock with"
+              f" {a.workers} workers (~{1000 * extra / n:.0f} ms/image, ~{1000 * extra / max(s['people'], 1):.0f}"
+              f" ms/person of CPU)")
     print(f"peak RSS: main process {rss_main:.0f} MB, largest worker {rss_child:.0f} MB")
 
 
