@@ -1,0 +1,352 @@
+"""Headless GUI logic: view transform, hit-testing, drags, shortcuts, queue, prefetch, propagation.
+
+Runs on a real project (the demo photos and video pre-filled by the real
+model) with a real SQLite file; every edit is checked in the database.
+"""
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from annotator import skeleton as sk
+from annotator.errors import UserError
+from annotator.gui_state import (AppState, Prefetcher, ReviewQueue, Shortcuts, View, _Job, hit_point,
+                                 parse_combo, template_person)
+from annotator.model import NOT_LABELLED, OCCLUDED, VISIBLE
+from annotator.project import Project
+from annotator.propagate import plan, propagate
+from tests.gui_project import make_project
+
+
+@pytest.fixture(scope="module")
+def project_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("guistate")
+    proj = make_project(root, video=True)
+    proj.close()
+    return root / "proj"
+
+
+@pytest.fixture
+def proj(project_dir, tmp_path):
+    import shutil
+    dst = tmp_path / "proj"
+    shutil.copytree(project_dir, dst)
+    # sources are relative paths to ../media: keep them valid
+    (tmp_path / "media").symlink_to(project_dir.parent / "media")
+    p = Project.open(dst)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def state(proj, tmp_path):
+    s = AppState(proj, annotator="tester", prefetch=2, user_config=tmp_path / "none.toml")
+    s.set_canvas(800, 600)
+    assert s.open_first()
+    yield s
+    s.close()
+
+
+def db_point(proj, pid, idx):
+    db = sqlite3.connect(proj.store.path)
+    try:
+        return db.execute("SELECT x, y, vis, verified, source FROM points WHERE person_id=? AND idx=?",
+                          (pid, idx)).fetchone()
+    finally:
+        db.close()
+
+
+def test_view_roundtrip_zoom_to_cursor_and_fit():
+    v = View()
+    v.fit(1920, 1080, 960, 600, margin=0)
+    assert v.zoom == pytest.approx(0.5)
+    assert v.to_screen((0, 0))[1] == pytest.approx(30.0)
+    before = v.to_image((300, 200))
+    v.zoom_at(2.0, 300, 200)
+    assert v.zoom == pytest.approx(1.0)
+    np.testing.assert_allclose(v.to_image((300, 200)), before)
+    np.testing.assert_allclose(v.to_image(v.to_screen((123.0, 45.0))), (123.0, 45.0))
+
+
+def test_shortcuts_defaults_overrides_and_errors():
+    s = Shortcuts()
+    assert s.action("z", {"ctrl"}) == "undo"
+    assert s.action("z", {"ctrl", "shift"}) == "redo"
+    assert s.action("s") == "swap_lr"
+    assert s.action("s", {"ctrl"}) is None
+    s2 = Shortcuts({"swap_lr": "X"}, {"next_image": "space"})
+    assert s2.action("x") == "swap_lr" and s2.action("s") is None
+    assert s2.action("space") == "next_image"
+    with pytest.raises(UserError, match="unknown action"):
+        Shortcuts({"fly": "q"})
+    with pytest.raises(UserError, match="bound to both"):
+        Shortcuts({"swap_lr": "n"})
+    with pytest.raises(UserError, match="modifier"):
+        parse_combo("hyper+q")
+
+
+def test_shortcuts_from_project_toml_and_user_config(proj, tmp_path):
+    user = tmp_path / "config.toml"
+    user.write_text('[shortcuts]\nfit = "home"\n')
+    proj.settings["shortcuts"] = {"swap_lr": "l"}
+    s = Shortcuts.load(proj.settings, user)
+    assert s.action("home") == "fit" and s.action("l") == "swap_lr"
+
+
+def test_hit_point_nearest_within_radius():
+    p = template_person((100, 100, 50, 100))
+    p.id = 7
+    v = View(zoom=2.0)
+    sx, sy = v.to_screen(p.xy[25])
+    assert hit_point([p], v, sx + 3, sy, radius=10) == (7, 25)
+    assert hit_point([p], v, sx + 30, sy + 30, radius=10) is None
+    p.vis[25] = NOT_LABELLED            # unlabelled points are not drawn, so not hit
+    assert hit_point([p], v, sx, sy, radius=2) is None
+
+
+def person_with_points(state):
+    """Show the first photo on which the model found a person, and return that person."""
+    for (iid,) in state.store.db.execute(
+            "SELECT i.id FROM images i JOIN sources s ON s.id=i.source_id WHERE s.kind='image' ORDER BY i.id"):
+        fr = state.store.load_frame(iid)
+        for p in fr.persons:
+            if p.labelled.sum() > 20:
+                if state.image_id != iid:
+                    state.show(iid)
+                return state.person(p.id)
+    raise AssertionError("the model found nobody on the demo photos")
+
+
+def test_drag_moves_exactly_one_point_and_saves(state, proj):
+    p = person_with_points(state)
+    i = int(np.flatnonzero(p.labelled)[5])
+    before = p.xy.copy()
+    sx, sy = state.view.to_screen(p.xy[i])
+    state.press(sx, sy)
+    state.motion(sx + 10, sy + 5)
+    state.motion(sx + 40, sy - 20)
+    aid = state.release(sx + 40, sy - 20)
+    assert aid is not None
+    x, y, vis, ver, src = db_point(proj, p.id, i)
+    exp = before[i] + np.array([40, -20]) / state.view.zoom
+    assert (x, y) == pytest.approx(tuple(exp))
+    assert ver == 1 and src == "annotator:tester"
+    after = proj.store.load_person(p.id)
+    others = np.arange(sk.N) != i
+    np.testing.assert_allclose(after.xy[others], before[others])
+    # the screen's copy is the saved one
+    np.testing.assert_allclose(state.person(p.id).xy, after.xy)
+    state.undo()
+    assert db_point(proj, p.id, i)[:2] == pytest.approx(tuple(before[i]), abs=1e-2)   # history keeps 3 decimals
+    state.redo()
+    assert db_point(proj, p.id, i)[:2] == pytest.approx(tuple(exp), abs=1e-2)
+
+
+def test_click_without_motion_only_selects(state, proj):
+    p = person_with_points(state)
+    i = int(np.flatnonzero(p.labelled)[0])
+    n = proj.store.db.execute("SELECT count(*) FROM actions").fetchone()[0]
+    sx, sy = state.view.to_screen(p.xy[i])
+    state.press(sx, sy)
+    state.release(sx + 1, sy)
+    assert (state.sel_person, state.sel_point) == (p.id, i)
+    assert proj.store.db.execute("SELECT count(*) FROM actions").fetchone()[0] == n
+
+
+def test_shift_drag_moves_whole_person(state, proj):
+    p = person_with_points(state)
+    before = p.xy.copy()
+    i = int(np.flatnonzero(p.labelled)[3])
+    sx, sy = state.view.to_screen(p.xy[i])
+    state.press(sx, sy, shift=True)
+    state.motion(sx + 30, sy + 30)
+    state.release(sx + 30, sy + 30)
+    after = proj.store.load_person(p.id)
+    d = np.array([30, 30]) / state.view.zoom
+    m = p.labelled
+    np.testing.assert_allclose(after.xy[m], before[m] + d)
+
+
+def test_keyboard_actions_visibility_swap_verify(state, proj):
+    p = person_with_points(state)
+    i = sk.INDEX["left_wrist"]
+    state.select(p.id, i)
+    v0 = int(p.vis[i])
+    assert state.on_key("v") == "cycle_visibility"
+    assert db_point(proj, p.id, i)[2] == {VISIBLE: OCCLUDED, OCCLUDED: NOT_LABELLED, NOT_LABELLED: VISIBLE}[v0]
+    state.on_key("o")
+    assert db_point(proj, p.id, i)[2] == OCCLUDED
+    before = proj.store.load_person(p.id)
+    state.on_key("s")
+    after = proj.store.load_person(p.id)
+    np.testing.assert_allclose(after.xy[sk.FLIP[i]], before.xy[i])
+    assert state.sel_point == sk.FLIP[i]
+    state.on_key("enter")
+    assert proj.store.load_person(p.id).fully_verified
+    assert db_point(proj, p.id, 0)[4] == "annotator:tester"
+    state.on_key("z", {"ctrl"})
+    assert not proj.store.load_person(p.id).fully_verified
+    state.on_key("z", {"ctrl", "shift"})
+    assert proj.store.load_person(p.id).fully_verified
+
+
+def test_verify_image_and_queue_navigation(state, proj):
+    first = state.image_id
+    state.on_key("shift+enter".split("+")[1], {"shift"})
+    assert proj.store.image(first).review_state == "verified"
+    assert state.on_key("n") == "next_image"
+    assert state.image_id != first and state.pos == 1
+    state.on_key("p")
+    assert state.image_id == first
+    # the snapshot keeps its order; a refresh drops the verified image
+    q = ReviewQueue(proj.store)
+    assert first not in [it.image_id for it in q.items]
+
+
+def test_next_suspect_walks_points_by_suspicion(state):
+    state.suspect_threshold = 0.0
+    state._suspects = None
+    sus = state.suspects()
+    if len(sus) < 2:
+        pytest.skip("fewer than two unverified points")
+    state.on_key("tab")
+    assert (state.sel_person, state.sel_point) == sus[0][:2]
+    state.on_key("tab")
+    assert (state.sel_person, state.sel_point) == sus[1][:2]
+    assert sus[0][2] >= sus[1][2]
+
+
+def test_add_template_and_delete_person_undo(state, proj):
+    n0 = len(proj.store.person_ids(state.image_id))
+    pid = state.add_template()
+    assert len(proj.store.person_ids(state.image_id)) == n0 + 1
+    assert state.sel_person == pid
+    state.on_key("delete")
+    assert len(proj.store.person_ids(state.image_id)) == n0
+    state.undo()
+    assert pid in proj.store.person_ids(state.image_id)
+
+
+def test_add_person_in_box_runs_the_model(state, proj):
+    # the astronaut photo: the model finds the person inside a box drawn around her
+    row = proj.store.db.execute("SELECT id FROM images WHERE file_name LIKE '%astronaut%'").fetchone()
+    state.show(row[0])
+    n0 = len(proj.store.person_ids(row[0]))
+    pid = state.add_person_in_box((100, 20, 380, 490))
+    assert len(proj.store.person_ids(row[0])) == n0 + 1
+    p = proj.store.load_person(pid)
+    assert p.labelled.sum() > 20 and not p.verified.any()
+    assert p.source[0].startswith("blazepose")
+
+
+def test_points_table_edit_and_settings(state, proj):
+    p = person_with_points(state)
+    state.select(p.id)
+    state.set_point(3, x=12.5, y=7.0, vis=OCCLUDED)
+    assert db_point(proj, p.id, 3)[:3] == (12.5, 7.0, OCCLUDED)
+    state.set_annotator("bob")
+    assert Project.open(proj.root).settings["project"]["annotator"] == "bob"
+    state.select(p.id, 4)
+    state.on_key("v")
+    assert db_point(proj, p.id, 4)[4] == "annotator:bob"
+    with pytest.raises(UserError):
+        state.set_prefill_setting("min_detection_confidence", 3)
+    state.set_prefill_setting("min_detection_confidence", 0.3)
+    state.set_gui_setting("point_size", 8.0)
+    st = Project.open(proj.root).settings
+    assert st["prefill"]["min_detection_confidence"] == 0.3 and st["gui"]["point_size"] == 8.0
+
+
+def test_prefetch_decodes_ahead(state, proj):
+    pf = state.prefetcher
+    nxt = state.queue.get(state.pos + 1)
+    d = pf.take(nxt.image_id, timeout=10)
+    for _ in range(100):
+        if d is not None:
+            break
+        import time
+        time.sleep(0.05)
+        d = pf.take(nxt.image_id)
+    assert d is not None
+    np.testing.assert_array_equal(d.rgb, proj.load_rgb(nxt.image_id))
+    assert d.tex.dtype == np.float32 and d.tex.size == d.rgb.size
+
+
+def test_prefetcher_reports_a_broken_file(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    pf = Prefetcher(2)
+    try:
+        pf.want([_Job(1, bad, "image", None)])
+        import time
+        for _ in range(100):
+            if 1 in pf.errors:
+                break
+            time.sleep(0.02)
+        assert "bad.jpg" in pf.errors[1]
+        assert pf.take(1) is None
+    finally:
+        pf.stop()
+
+
+def test_queue_pages_lazily(proj):
+    ReviewQueue.PAGE, old = 2, ReviewQueue.PAGE
+    try:
+        q = ReviewQueue(proj.store, "all")
+        assert len(q.items) == 2 and len(q) > 2
+        assert q.get(len(q) - 1) is not None and len(q.items) == len(q)
+        assert q.get(len(q)) is None
+    finally:
+        ReviewQueue.PAGE = old
+    with pytest.raises(UserError):
+        ReviewQueue(proj.store, "nope")
+
+
+def test_propagate_interpolates_to_neighbour_frames_undoably(proj):
+    s = proj.session("tester")
+    frames = proj.store.db.execute(
+        "SELECT i.id FROM images i JOIN sources s ON s.id=i.source_id WHERE s.kind='video' ORDER BY frame_index"
+    ).fetchall()
+    ids = [r[0] for r in frames]
+    people = [proj.store.person_ids(i) for i in ids]
+    if not all(people):
+        pytest.skip("the model missed the person on some video frame")
+    pid = people[0][0]
+    i = sk.INDEX["left_knee"]
+    p0 = proj.store.load_person(pid)
+    before = {ids[k]: proj.store.load_person(people[k][0]).xy[i].copy() for k in range(1, len(ids))}
+    s.move_point(pid, i, float(p0.xy[i, 0] + 20), float(p0.xy[i, 1]))
+    changes = plan(proj.store, pid, span=3)
+    assert len(changes) >= 1
+    aid, n = propagate(s, pid, span=3)
+    assert aid is not None and n == len(changes)
+    # frame 1 gets 3/4 of the correction, frame 3 gets 1/4, frame 4 is outside the span
+    pf1 = proj.store.load_person(people[1][0])
+    assert pf1.xy[i, 0] - before[ids[1]][0] == pytest.approx(20 * 3 / 4, abs=1e-6)
+    assert not pf1.verified[i] and pf1.source[i] == "propagate:tester"
+    if len(ids) > 3:
+        assert proj.store.load_person(people[3][0]).xy[i, 0] - before[ids[3]][0] == pytest.approx(5.0, abs=1e-6)
+    if len(ids) > 4:
+        np.testing.assert_allclose(proj.store.load_person(people[4][0]).xy[i], before[ids[4]])
+    s.undo()
+    np.testing.assert_allclose(proj.store.load_person(people[1][0]).xy[i], before[ids[1]], atol=1e-2)
+
+
+def test_propagate_stops_at_a_verified_keyframe(proj):
+    s = proj.session("tester")
+    ids = [r[0] for r in proj.store.db.execute(
+        "SELECT i.id FROM images i JOIN sources s ON s.id=i.source_id WHERE s.kind='video' ORDER BY frame_index")]
+    people = [proj.store.person_ids(i) for i in ids]
+    if len(ids) < 3 or not all(people[:3]):
+        pytest.skip("the model missed the person on some video frame")
+    i = sk.INDEX["right_wrist"]
+    a, b = proj.store.load_person(people[0][0]), proj.store.load_person(people[2][0])
+    mid = proj.store.load_person(people[1][0]).xy[i].copy()
+    s.move_point(a.id, i, float(a.xy[i, 0] + 10), float(a.xy[i, 1]))      # correction +10 at frame 0
+    s.move_point(b.id, i, float(b.xy[i, 0] + 30), float(b.xy[i, 1]))      # correction +30 at frame 2
+    propagate(s, a.id, span=5)
+    # halfway between the keyframes: the mean of the two corrections; the keyframe itself untouched
+    assert proj.store.load_person(people[1][0]).xy[i, 0] - mid[0] == pytest.approx(20.0, abs=1e-6)
+    assert proj.store.load_person(people[2][0]).xy[i, 0] == pytest.approx(b.xy[i, 0] + 30)
