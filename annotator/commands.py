@@ -184,6 +184,14 @@ class Session:
         after = after.copy()
         return self._commit(command, [(person_id, img, before, after)], {"person": person_id, **(args or {})})[0]
 
+    def replace_persons(self, afters: list[tuple[int, Person]], command: str = "replace_persons",
+                        args: dict | None = None) -> int | None:
+        """Several people's new states as ONE undoable command (propagation over video frames)."""
+        changes = [(pid, self.store.person_image(pid), self._get(pid), after.copy()) for pid, after in afters]
+        if not changes:
+            return None
+        return self._commit(command, changes, args)[0]
+
     # -- model output ------------------------------------------------------------
     def set_predictions(self, image_id: int, persons: list[Person], model: str, undoable: bool = False) -> list[int]:
         """Replace the image's unverified people with a model's prediction.
