@@ -1,0 +1,365 @@
+"""The real app in a real window on a virtual X screen, driven by real xdotool input.
+
+Each test starts the Dear PyGui app in this process on a fresh copy of a
+small project (the demo photos pre-filled by the real model), renders frames
+itself while xdotool moves the mouse and presses keys, and then reads the
+SQLite file to check what was saved.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from annotator import skeleton as sk
+from annotator.model import OCCLUDED, VISIBLE
+from tests.gui_project import REPO, make_project
+
+pytestmark = pytest.mark.gui
+
+SCREEN = (1600, 1000)
+
+
+@pytest.fixture(scope="module")
+def display():
+    """A private Xvfb server on the first free display number from :90 up."""
+    for tool in ("Xvfb", "xdotool"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} not installed (apt-get install xvfb xdotool; tests/run.sh does it)")
+    proc = None
+    for n in range(90, 140):
+        if os.path.exists(f"/tmp/.X{n}-lock") or os.path.exists(f"/tmp/.X11-unix/X{n}"):
+            continue
+        proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if os.path.exists(f"/tmp/.X11-unix/X{n}") or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        if proc.poll() is None:
+            break
+        proc = None
+    if proc is None:
+        pytest.skip("could not start Xvfb on :90-:139")
+    old = os.environ.get("DISPLAY")
+    os.environ["DISPLAY"] = f":{n}"
+    yield f":{n}"
+    if old is None:
+        os.environ.pop("DISPLAY", None)
+    else:
+        os.environ["DISPLAY"] = old
+    proc.terminate()
+    proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def base_project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gui")
+    make_project(root).close()
+    return root
+
+
+@pytest.fixture
+def project_copy(base_project, tmp_path):
+    shutil.copytree(base_project / "proj", tmp_path / "proj")
+    (tmp_path / "media").symlink_to(base_project / "media")
+    return tmp_path / "proj"
+
+
+@pytest.fixture(scope="module")
+def window(display, base_project, tmp_path_factory):
+    """One window for the module (Dear PyGui cannot re-create a viewport in the same process)."""
+    from annotator.gui.app import App
+    from annotator.gui_state import AppState
+    from annotator.project import Project
+    proj = Project.open(base_project / "proj")
+    state = AppState(proj, annotator="xdotool", user_config=tmp_path_factory.mktemp("cfg") / "none.toml")
+    a = App(state, width=1500, height=920)
+    a.build()
+    for _ in range(3):
+        a.frame()
+    yield a
+    a.close()
+    proj.close()
+
+
+@pytest.fixture
+def app(window, project_copy, tmp_path):
+    """The window showing a fresh copy of the project, on the first photo with a person."""
+    from annotator.gui_state import AppState
+    from annotator.project import Project
+    proj = Project.open(project_copy)
+    state = AppState(proj, annotator="xdotool", user_config=tmp_path / "none.toml")
+    window.attach(state)
+    for (iid,) in proj.store.db.execute("SELECT id FROM images ORDER BY id"):
+        fr = proj.store.load_frame(iid)
+        if any(p.labelled.sum() > 20 for p in fr.persons):
+            state.show(iid)
+            break
+    for _ in range(3):
+        window.frame()
+    window.offset = _calibrate(window)
+    yield window
+    proj.close()
+
+
+def xdo(app, *args, settle: int = 4):
+    """Run xdotool while rendering frames (the app sees the events as a user's)."""
+    p = subprocess.Popen(["xdotool", *[str(x) for x in args]])
+    while p.poll() is None:
+        app.frame()
+    assert p.returncode == 0
+    for _ in range(settle):
+        app.frame()
+
+
+def _calibrate(app) -> np.ndarray:
+    """X screen position of the viewport's (0, 0)."""
+    import dearpygui.dearpygui as dpg
+    xdo(app, "mousemove", 700, 500)
+    mx, my = dpg.get_mouse_pos(local=False)
+    return np.array([700 - mx, 500 - my])
+
+
+def screen_of(app, xy) -> tuple[int, int]:
+    """X screen pixel of an image point."""
+    import dearpygui.dearpygui as dpg
+    x0, y0 = dpg.get_item_rect_min(app.dl)
+    s = app.state.view.to_screen(xy) + (x0, y0) + app.offset
+    return int(round(s[0])), int(round(s[1]))
+
+
+def db_person(app, pid):
+    db = sqlite3.connect(app.state.store.path)
+    try:
+        rows = db.execute("SELECT x, y, vis, verified, source FROM points WHERE person_id=? ORDER BY idx",
+                          (pid,)).fetchall()
+    finally:
+        db.close()
+    return (np.array([(r[0], r[1]) for r in rows]), np.array([r[2] for r in rows]), np.array([r[3] for r in rows]),
+            [r[4] for r in rows])
+
+
+def main_person(app):
+    return max(app.state.frame.persons, key=lambda p: p.labelled.sum())
+
+
+def isolated_point(p, name: str = "left_knee") -> int:
+    i = sk.INDEX[name]
+    assert p.labelled[i]
+    return i
+
+
+def drag(app, start, delta, shift=False):
+    x, y = start
+    dx, dy = delta
+    args = ["mousemove", x, y, "sleep", 0.1]
+    if shift:
+        args += ["keydown", "shift", "sleep", 0.1]
+    args += ["mousedown", 1, "sleep", 0.15, "mousemove", x + dx // 3, y + dy // 3, "sleep", 0.1,
+             "mousemove", x + dx, y + dy, "sleep", 0.15, "mouseup", 1, "sleep", 0.1]
+    if shift:
+        args += ["keyup", "shift"]
+    xdo(app, *args)
+
+
+def key(app, combo):
+    """Press a key combo the way a person does: modifiers held while the key goes down and up."""
+    *mods, k = combo.split("+")
+    args = []
+    for m in mods:
+        args += ["keydown", m, "sleep", 0.08]
+    args += ["key", k, "sleep", 0.08]
+    for m in reversed(mods):
+        args += ["keyup", m]
+    xdo(app, *args)
+
+
+def test_drag_moves_exactly_one_point(app):
+    p = main_person(app)
+    i = isolated_point(p)
+    xy0, vis0, ver0, _ = db_person(app, p.id)
+    drag(app, screen_of(app, p.xy[i]), (40, -25))
+    xy1, vis1, ver1, src1 = db_person(app, p.id)
+    expected = xy0[i] + np.array([40, -25]) / app.state.view.zoom
+    np.testing.assert_allclose(xy1[i], expected, atol=0.6 / app.state.view.zoom)   # pixel-rounded mouse
+    moved = np.flatnonzero(np.abs(xy1 - xy0).max(1) > 1e-6)
+    assert moved.tolist() == [i]
+    assert ver1[i] == 1 and src1[i] == "annotator:xdotool" and ver1.sum() == ver0.sum() + 1
+    # a click (no motion) on another point selects it and changes nothing
+    j = sk.INDEX["right_knee"]
+    xdo(app, "mousemove", *screen_of(app, p.xy[j]), "click", 1)
+    assert (app.state.sel_person, app.state.sel_point) == (p.id, j)
+    np.testing.assert_allclose(db_person(app, p.id)[0], xy1)
+
+
+def test_shift_drag_moves_whole_person(app):
+    p = main_person(app)
+    i = isolated_point(p, "left_hip")
+    xy0, vis0, *_ = db_person(app, p.id)
+    drag(app, screen_of(app, p.xy[i]), (30, 20), shift=True)
+    xy1, *_ = db_person(app, p.id)
+    d = np.array([30, 20]) / app.state.view.zoom
+    m = vis0 > 0
+    np.testing.assert_allclose(xy1[m], xy0[m] + d, atol=0.6 / app.state.view.zoom)
+
+
+def test_shortcuts_visibility_swap_verify_undo_redo(app):
+    p = main_person(app)
+    i = isolated_point(p, "left_elbow")
+    xdo(app, "mousemove", *screen_of(app, p.xy[i]), "click", 1)
+    assert app.state.sel_point == i
+    xy0, vis0, ver0, _ = db_person(app, p.id)
+    key(app, "o")
+    assert db_person(app, p.id)[1][i] == OCCLUDED
+    key(app, "v")                                   # occluded -> not labelled
+    assert db_person(app, p.id)[1][i] == 0
+    key(app, "v")                                   # -> visible
+    assert db_person(app, p.id)[1][i] == VISIBLE
+    key(app, "s")                                   # swap left/right
+    xy1, *_ = db_person(app, p.id)
+    np.testing.assert_allclose(xy1[sk.FLIP[i]], xy0[i], atol=1e-3)
+    np.testing.assert_allclose(xy1[i], xy0[sk.FLIP[i]], atol=1e-3)
+    key(app, "ctrl+z")                              # undo the swap
+    np.testing.assert_allclose(db_person(app, p.id)[0], xy0, atol=1e-2)
+    key(app, "ctrl+shift+z")                        # redo it
+    np.testing.assert_allclose(db_person(app, p.id)[0][sk.FLIP[i]], xy0[i], atol=1e-2)
+    key(app, "Return")                              # verify the person
+    xy2, vis2, ver2, src2 = db_person(app, p.id)
+    assert ver2.all() and "annotator:xdotool" in src2
+    key(app, "ctrl+z")
+    assert not db_person(app, p.id)[2].all()
+
+
+def test_verify_image_and_next_in_queue(app):
+    st = app.state
+    first = st.image_id
+    key(app, "shift+Return")
+    db = sqlite3.connect(st.store.path)
+    assert db.execute("SELECT review_state FROM images WHERE id=?", (first,)).fetchone()[0] == "verified"
+    assert db.execute("SELECT min(p.verified) FROM points p JOIN persons q ON q.id=p.person_id"
+                      " WHERE q.image_id=? AND q.deleted=0", (first,)).fetchone()[0] == 1
+    db.close()
+    queue = [it.image_id for it in st.queue.items]
+    key(app, "n")
+    assert st.image_id != first
+    k = queue.index(first) + 1 if first in queue else 0
+    assert st.image_id == queue[k]
+    key(app, "p")
+    assert st.image_id == (queue[k - 1] if k > 0 else queue[0])
+
+
+def test_screenshot_shows_region_colors_at_the_points(app):
+    import dearpygui.dearpygui as dpg
+    st = app.state
+    p = main_person(app)
+    st.select(None)                 # no selection ring over the points
+    for _ in range(3):
+        app.frame()
+    shot = app.screenshot()[..., :3].astype(int)
+    x0, y0 = dpg.get_item_rect_min(app.dl)
+    checked = found = 0
+    for name in ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_hip", "right_hip",
+                 "left_knee", "right_knee"):
+        i = sk.INDEX[name]
+        if p.vis[i] != VISIBLE:
+            continue
+        checked += 1
+        cx, cy = (st.view.to_screen(p.xy[i]) + (x0, y0)).round().astype(int)
+        win = shot[cy - 2:cy + 3, cx - 2:cx + 3].reshape(-1, 3)
+        want = np.array(sk.point_color(i))
+        if (np.abs(win - want).max(1) < 60).any():
+            found += 1
+    assert checked >= 4
+    assert found == checked
+    # left and right are told apart: the left knee is not drawn in the right knee's color
+    a = shot[..., :3].reshape(-1, 3)
+    for region in ("left_leg", "right_leg", "left_arm", "right_arm"):
+        assert (np.abs(a - np.array(sk.REGION_COLORS[region])).max(1) < 30).sum() > 10, region
+
+
+DRIVER = textwrap.dedent("""
+    import json, sys
+    import dearpygui.dearpygui as dpg
+    from annotator.project import Project
+    from annotator.gui_state import AppState
+    from annotator.gui.app import App
+    proj = Project.open(sys.argv[1])
+    st = AppState(proj, annotator="killed")
+    app = App(st, width=1500, height=920)
+    app.build()
+    for _ in range(3):
+        app.frame()
+    for (iid,) in proj.store.db.execute("SELECT id FROM images ORDER BY id"):
+        if any(p.labelled.sum() > 20 for p in proj.store.load_frame(iid).persons):
+            st.show(iid)
+            break
+    for _ in range(3):
+        app.frame()
+    p = max(st.frame.persons, key=lambda p: p.labelled.sum())
+    i = 25
+    x0, y0 = dpg.get_item_rect_min(app.dl)
+    sx, sy = st.view.to_screen(p.xy[i]) + (x0, y0)
+    print(json.dumps({"pid": p.id, "idx": i, "screen": [sx, sy], "zoom": st.view.zoom, "xy": p.xy[i].tolist()}),
+          flush=True)
+    shown = None
+    while dpg.is_dearpygui_running():
+        app.frame()
+        text = dpg.get_value(app.status)
+        if text != shown:        # what the status line on screen says, after the frame showing it
+            shown = text
+            print("screen: " + text, flush=True)
+""")
+
+
+def test_sigkill_right_after_a_drag_loses_nothing(display, project_copy, tmp_path):
+    from PIL import ImageGrab
+    drv = tmp_path / "driver.py"
+    drv.write_text(DRIVER)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, str(drv), str(project_copy)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env, cwd=str(REPO))
+    try:
+        info = json.loads(proc.stdout.readline())
+        # the window sits at the screen origin (no window manager on Xvfb)
+        sx, sy = (int(round(v)) for v in info["screen"])
+        subprocess.run([str(a) for a in ("xdotool", "mousemove", sx, sy, "sleep", 0.3, "mousedown", 1, "sleep", 0.2,
+                        "mousemove", sx + 20, sy + 10, "sleep", 0.2, "mousemove", sx + 36, sy + 24, "sleep", 0.2,
+                        "mouseup", 1)], check=True)
+        deadline = time.time() + 20
+        saved = False
+        while time.time() < deadline:
+            line = proc.stdout.readline()
+            if line.startswith("screen: saved: moved left_knee"):
+                saved = True
+                break
+        assert saved, "the app never showed the move as saved"
+        # and the point is drawn where it was dropped
+        img = np.asarray(ImageGrab.grab(xdisplay=display))[..., :3].astype(int)
+        win = img[sy + 24 - 2:sy + 24 + 3, sx + 36 - 2:sx + 36 + 3].reshape(-1, 3)
+        assert (np.abs(win - np.array(sk.point_color(25))).max(1) < 60).any()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == -signal.SIGKILL
+    db = sqlite3.connect(project_copy / "project.db")
+    x, y, ver, src = db.execute("SELECT x, y, verified, source FROM points WHERE person_id=? AND idx=?",
+                                (info["pid"], info["idx"])).fetchone()
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+    exp = np.array(info["xy"]) + np.array([36, 24]) / info["zoom"]
+    assert (x, y) == pytest.approx(tuple(exp), abs=0.6 / info["zoom"])
+    assert ver == 1 and src == "annotator:killed"
