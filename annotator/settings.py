@@ -19,14 +19,15 @@ DEFAULTS: dict = {
     "prefill": {
         "engine": "multi",
         "model_complexity": 1,
-        # Chosen on half of pose-gt-dev, checked on the other (bench/engine.py, notes in README):
-        # half-size detector windows find small people; the stricter heatmap threshold keeps the
-        # no-person photos (nearly) empty. Person recall 0.42 vs 0.31 whole-image, ~170 ms/image.
+        # blazepose.TUNED, chosen on half of pose-gt-dev and checked on the other (bench/engine.py):
+        # person recall 0.31 (single-person legacy 0.26), 1 person on 63 no-person photos, ~30 ms/image.
+        # For photo sets of small people: tiles = 0.5 with min_keypoint_conf = 0.55 (recall 0.42,
+        # 2 false people on 63 photos, ~170 ms/image; it loses the distant people of a street video).
         "min_detection_confidence": 0.3,
         "min_pose_presence": 0.5,
         "max_people": 20,
-        "min_keypoint_conf": 0.55,   # drop people whose landmark heatmaps are not confident (blazepose.py)
-        "tiles": 0.5,                # > 0: also detect on windows of this side (small people); 0: whole image only
+        "min_keypoint_conf": 0.45,   # drop people whose landmark heatmaps are not confident (blazepose.py)
+        "tiles": 0.0,                # > 0: also detect on windows of this side (small people, slower); 0: whole image
         "nms_iou": 0.3,
         "tta": True,                 # re-run suspicion signals during pre-fill (suspicion.py)
         "workers": 2,

@@ -32,7 +32,7 @@ def clear_people(estimator, gt_dev):
     for im in gt_images(gt_dev, "coco_mini", n_people=1, limit=6):
         rgb = load_image(GT_DEV / "images" / im["file_name"])
         poses = estimator.predict(rgb)
-        if len(poses) != 1:
+        if len(poses) != 1 or poses[0].roi[2] < 250:       # one person, big enough to be "clear"
             continue
         p = to_person(poses[0], rgb.shape[1], rgb.shape[0])
         out.append((rgb, p, S.tta_predictions(estimator, rgb, tuple(poses[0].roi))))
@@ -280,3 +280,32 @@ def test_temporal_jump_in_a_real_video(tmp_path):
         t1 = next(c for c in after if c.person.id == p.id).extras.temporal
         assert t1[k] > 3.0 > np.median(t1)
         assert t1[k] > 5 * max(t0[k], 0.1)
+
+
+def test_prefill_stores_tta_with_the_points_and_scores_the_queue(tmp_path, gt_dev):
+    """Pre-fill's workers compute the re-run signals; the queue is scored when pre-fill ends."""
+    from annotator.prefill import estimator_settings, prefill
+    files = [GT_DEV / "images" / im["file_name"] for im in gt_images(gt_dev, "coco_mini", n_people=1, limit=2)]
+    proj, _ = Project.create(tmp_path / "p", files)
+    with proj:
+        assert estimator_settings(proj.settings)["tiles"] == proj.settings["prefill"]["tiles"]
+        s = prefill(proj, workers=1, progress=False)
+        assert s["done"] == 2 and s["people"] >= 1 and s["tta"]
+        st = proj.store
+        people = [p for iid in S._image_ids(st, None) for p in st.load_frame(iid).persons]
+        assert len(people) == s["people"]
+        for p in people:
+            tta = S.load_tta(st, p.id, p.xy, p.verified)
+            assert tta is not None and np.isfinite(tta["heat"]).all()
+            assert np.isfinite(p.suspicion).all() and (p.suspicion > 0).all()
+        before = {(pid, i): v for _, pid, i, v in point_queue(st)}
+        S.update_suspicion(proj)                  # stored scores are already what a recompute gives
+        after = {(pid, i): v for _, pid, i, v in point_queue(st)}
+        assert before.keys() == after.keys() and all(abs(before[k] - after[k]) < 1e-9 for k in before)
+    proj2, _ = Project.create(tmp_path / "q", files)
+    with proj2:
+        s = prefill(proj2, workers=1, progress=False, tta=False)
+        st = proj2.store
+        people = [p for iid in S._image_ids(st, None) for p in st.load_frame(iid).persons]
+        assert people and all(S.load_tta(st, p.id, p.xy) is None for p in people)
+        assert all(np.isfinite(p.suspicion).all() for p in people)     # scored by the no-TTA calibration
