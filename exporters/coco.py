@@ -118,12 +118,19 @@ def read_coco(path: Path) -> tuple[str, list[Frame]]:
     person_cats = {cid for cid, c in cats.items() if c.get("keypoints")}
     if not person_cats:
         raise UserError(f"{path}: no category with keypoints")
+    # CVAT's "COCO Keypoints 1.0" export: one category per label (the point sublabels and other labels
+    # without keypoints), keypoints named after the skeleton's sublabels in the server's order.
+    # A category whose keypoint names are our 33 names (any order) is the one we read, by name.
+    named = {cid for cid in person_cats if sorted(map(str, cats[cid]["keypoints"])) == sorted(sk.NAMES)}
+    if named:
+        person_cats = named
     nk = {len(cats[c]["keypoints"]) for c in person_cats}
     if len(nk) != 1 or next(iter(nk)) not in (17, 33):
         raise UserError(f"{path}: categories have {sorted(nk)} keypoints; expected 17 (COCO) or 33 (BlazePose)")
     k = next(iter(nk))
     kind = str(k)
-    idx = list(range(sk.N)) if k == 33 else list(sk.COCO17_FROM_BP)
+    order = {cid: ([sk.INDEX[str(n)] for n in cats[cid]["keypoints"]] if cid in named else
+                   list(range(sk.N)) if k == 33 else list(sk.COCO17_FROM_BP)) for cid in person_cats}
     frames: dict[int, Frame] = {}
     for im in data["images"]:
         try:
@@ -141,6 +148,7 @@ def read_coco(path: Path) -> tuple[str, list[Frame]]:
                             f" ({k} points x 3)")
         if a.get("image_id") not in frames:
             raise UserError(f"{path}: annotation {a.get('id', n)} refers to unknown image_id {a.get('image_id')}")
+        idx = order[a["category_id"]]
         arr = np.asarray(kp, dtype=np.float64).reshape(k, 3)
         p = Person(None, None)
         v = arr[:, 2].astype(int)
