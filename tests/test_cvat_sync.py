@@ -333,9 +333,9 @@ def test_change_on_both_sides_is_a_conflict_resolved_by_prefer_server(server, tm
         assert tuple(proj.store.load_person(pid).xy[sk.INDEX["left_elbow"]]) == (3.0, 4.0)
     rc, out, err = cvat("cvat", "status", root, capsys=capsys)
     assert f"person {pid} (CVAT shape {shape['id']}" in out and "changed on both sides" in out
-    # push refuses to overwrite the server's edit
+    # push leaves the conflicted person alone and says so
     rc, out, err = cvat("cvat", "push", root, *creds(server), capsys=capsys)
-    assert next(e for e in server_shapes(server) if e["id"] == shape["id"])
+    assert rc == 0 and "1 conflicts" in out, out + err
     s = next(s for s in server_shapes(server) if s["id"] == shape["id"])
     assert element(s, lmap, "left_elbow")["points"] == [1.0, 2.0]
     rc, out, err = cvat("cvat", "pull", root, *creds(server), "--prefer", "server", capsys=capsys)

@@ -1,0 +1,192 @@
+"""The CVAT sync scenarios against a real CVAT server (skipped unless one is given).
+
+    CVAT_URL=http://localhost:8080 CVAT_USER=admin CVAT_PASSWORD=... \\
+        .venv/bin/pytest -m live_cvat tests/test_cvat_live.py -v
+
+Each test works in a new CVAT project named `pose-annotator-live-<random>`,
+deleted at the end (set CVAT_KEEP=1 to keep it for a look in the browser).
+The user needs the right to create projects and tasks. Edits "by a CVAT user"
+are made with cvat-sdk as that same user.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from annotator import cli
+from annotator import skeleton as sk
+from annotator.cvat_client import connect
+from annotator.cvat_label import LabelMap, shape_to_person
+from annotator.model import OCCLUDED, VISIBLE
+from annotator.project import Project
+
+from .test_cvat_sync import edit_on_server, element, make_project, one_line_error
+from .test_cvat_xml import gt_frames
+
+LIVE = all(os.environ.get(k) for k in ("CVAT_URL", "CVAT_USER", "CVAT_PASSWORD"))
+pytestmark = [pytest.mark.live_cvat, pytest.mark.needs_data,
+              pytest.mark.skipif(not LIVE, reason="set CVAT_URL, CVAT_USER, CVAT_PASSWORD to run against a real CVAT")]
+
+
+@pytest.fixture
+def live(tmp_path):
+    """(connection, CVAT project name, sdk client); the CVAT project is deleted afterwards."""
+    from cvat_sdk.core.client import Client, Config
+    conn = connect(env=os.environ, interactive=False)
+    name = f"pose-annotator-live-{secrets.token_hex(4)}"
+    client = Client(conn.url, config=Config(cache_dir=tmp_path / "sdk-cache"), check_server_version=False)
+    client.login((os.environ["CVAT_USER"], os.environ["CVAT_PASSWORD"]))
+    yield conn, name, client
+    try:
+        p = conn.find_project(name)
+        if p and not os.environ.get("CVAT_KEEP"):
+            conn.call("DELETE", f"/api/projects/{p['id']}", what=f"deleting project '{name}'")
+    finally:
+        client.close()
+        conn.close()
+
+
+def cvat(capsys, *args):
+    rc = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def lmap_of(conn, name) -> LabelMap:
+    return LabelMap.from_labels(conn.project_labels(conn.find_project(name)["id"]))
+
+
+def jobs_of(conn, name) -> list[int]:
+    p = conn.find_project(name)
+    return [j["id"] for t in conn.list_tasks(p["id"]) for j in conn.list_jobs(t["id"])]
+
+
+def test_live_push_edit_pull(live, tmp_path, gt_dev, capsys):
+    conn, name, client = live
+    root = make_project(tmp_path, gt_dev, 4)
+    rc, out, err = cvat(capsys, "cvat", "push", root, "--cvat-project", name, "--segment-size", "2", "--quiet")
+    assert rc == 0, err
+    n_people = sum(len(f.persons) for f in Project.open(root).store.iter_frames())
+    jobs = jobs_of(conn, name)
+    assert len(jobs) == 2
+    assert sum(len(conn.get_job_annotations(j)["shapes"]) for j in jobs) == n_people
+    # pushing again creates nothing
+    rc, out, err = cvat(capsys, "cvat", "push", root, "--quiet")
+    assert rc == 0, err
+    assert len(conn.list_tasks(conn.find_project(name)["id"])) == 1
+    assert sum(len(conn.get_job_annotations(j)["shapes"]) for j in jobs) == n_people
+    # a CVAT user moves a point and flags another as occluded
+    lmap = lmap_of(conn, name)
+    flagged = []
+
+    def change(shape):
+        element(shape, lmap, "left_knee").update(points=[101.5, 202.25], outside=False, occluded=False)
+        e = next(e for e in shape["elements"] if not e["outside"] and not e["occluded"]
+                 and e["label_id"] != lmap.sub_id["left_knee"])
+        e["occluded"] = True
+        flagged.append(lmap.name_of[e["label_id"]])
+    shape = edit_on_server(client, jobs[0], change)
+    rc, out, err = cvat(capsys, "cvat", "pull", root, "--quiet")
+    assert rc == 0, err
+    with Project.open(root) as proj:
+        pid = proj.store.db.execute("SELECT person_id FROM cvat_shapes WHERE shape_id=?", (shape["id"],)).fetchone()[0]
+        p = proj.store.load_person(pid)
+        k = sk.INDEX["left_knee"]
+        assert np.allclose(p.xy[k], (101.5, 202.25), atol=0.01) and p.vis[k] == VISIBLE
+        assert p.vis[sk.INDEX[flagged[0]]] == OCCLUDED
+        assert proj.store.history(pid, limit=1)[0]["command"] == "cvat_pull"
+
+
+def test_live_conflict_and_prefer(live, tmp_path, gt_dev, capsys):
+    conn, name, client = live
+    root = make_project(tmp_path, gt_dev, 2)
+    assert cvat(capsys, "cvat", "push", root, "--cvat-project", name, "--quiet")[0] == 0
+    lmap = lmap_of(conn, name)
+    jid = jobs_of(conn, name)[0]
+    shape = edit_on_server(client, jid, lambda s: element(s, lmap, "left_elbow").update(points=[1.0, 2.0],
+                                                                                      outside=False))
+    with Project.open(root) as proj:
+        pid = proj.store.db.execute("SELECT person_id FROM cvat_shapes WHERE shape_id=?", (shape["id"],)).fetchone()[0]
+        proj.session("me").move_point(pid, sk.INDEX["left_elbow"], 3.0, 4.0)
+    rc, out, err = cvat(capsys, "cvat", "pull", root, "--quiet")
+    assert rc == 0 and "1 conflicts" in out, out + err
+    rc, out, err = cvat(capsys, "cvat", "status", root)
+    assert "changed on both sides" in out
+    rc, out, err = cvat(capsys, "cvat", "push", root, "--quiet")      # the conflicted person is not sent
+    assert rc == 0 and "1 conflicts" in out, out + err
+    s = next(s for s in conn.get_job_annotations(jid)["shapes"] if s["id"] == shape["id"])
+    assert np.allclose(element(s, lmap, "left_elbow")["points"], [1.0, 2.0])
+    rc, out, err = cvat(capsys, "cvat", "pull", root, "--prefer", "local", "--quiet")
+    assert rc == 0, err
+    rc, out, err = cvat(capsys, "cvat", "push", root, "--quiet")
+    assert rc == 0, err
+    s = next(s for s in conn.get_job_annotations(jid)["shapes"] if s["id"] == shape["id"])
+    assert np.allclose(element(s, lmap, "left_elbow")["points"], [3.0, 4.0])
+
+
+def test_live_round_trip_coco_keypoints_and_cvat_xml(live, tmp_path, gt_dev, capsys):
+    """The server's own exporters read back here, and our files import into a CVAT task."""
+    from exporters.coco import read_coco, to_coco, write_json
+    from exporters.cvat_xml import read_cvat_xml, write_cvat_xml
+    conn, name, client = live
+    root = make_project(tmp_path, gt_dev, 3)
+    assert cvat(capsys, "cvat", "push", root, "--cvat-project", name, "--quiet")[0] == 0
+    with Project.open(root) as proj:
+        ours = {Path(f.file_name).name: f for f in proj.store.iter_frames()}
+        task_id = proj.store.db.execute("SELECT task_id FROM cvat_tasks").fetchone()[0]
+    task = client.tasks.retrieve(task_id)
+
+    def same_people(frames):
+        got = {Path(f.file_name).name: f.persons for f in frames}
+        for fname, f in ours.items():
+            assert len(got.get(fname, [])) == len(f.persons), fname
+            for p in f.persons:
+                assert any(np.array_equal(p.vis, q.vis) and np.abs(p.xy - q.xy)[p.labelled].max(initial=0) < 0.02
+                           for q in got[fname]), fname
+
+    for fmt, member, reader in (("COCO Keypoints 1.0", ".json", lambda f: read_coco(f)[1]),
+                                ("CVAT for images 1.1", ".xml", read_cvat_xml)):
+        z = tmp_path / f"export{member}.zip"
+        task.export_dataset(fmt, z, include_images=False)
+        with zipfile.ZipFile(z) as zf:
+            inner = next(n for n in zf.namelist() if n.endswith(member))
+            out = tmp_path / Path(inner).name
+            out.write_bytes(zf.read(inner))
+        same_people(reader(out))
+
+    # our files, with CVAT's frame names, imported into a second task with the same images
+    frames = list(ours.values())
+    for f in frames:
+        f.file_name = Path(f.file_name).name
+    lmap = lmap_of(conn, name)
+    with Project.open(root) as proj:
+        files = [proj.source_path(proj.store.image(f.id)) for f in frames]
+    for fmt, path, writer in (("COCO Keypoints 1.0", tmp_path / "ours.json",
+                               lambda p: write_json(to_coco(frames), p)),
+                              ("CVAT 1.1", tmp_path / "ours.xml", lambda p: write_cvat_xml(frames, p))):
+        writer(path)
+        t2 = conn.create_task(f"{name}-{path.suffix[1:]}", files, project_id=conn.find_project(name)["id"])
+        client.tasks.retrieve(t2["id"]).import_annotations(fmt, path)
+        meta = [Path(m["name"]).name for m in conn.task_frames(t2["id"])]
+        ann = conn.get_task_annotations(t2["id"])
+        from annotator.model import Frame
+        back = {n: Frame(n, 0, 0) for n in meta}
+        for s in ann["shapes"]:
+            if s["type"] == "skeleton":
+                back[meta[s["frame"]]].persons.append(shape_to_person(s, lmap))
+        same_people(list(back.values()))
+    json.dumps(ann)      # the server's answer is plain JSON
+
+
+def test_live_wrong_password_is_one_line(live, tmp_path, gt_dev, capsys):
+    conn, name, client = live
+    root = make_project(tmp_path, gt_dev, 1)
+    rc, out, err = cvat(capsys, "cvat", "push", root, "--url", conn.url, "--user", os.environ["CVAT_USER"],
+                        "--password", "definitely-wrong-" + secrets.token_hex(3), "--quiet")
+    one_line_error(rc, err, "rejected")
