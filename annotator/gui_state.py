@@ -203,17 +203,24 @@ FILTERS: dict[str, tuple[str, ...]] = {
 class ReviewQueue:
     """The review order, fetched a page at a time (a 100,000-image project opens without reading it all).
 
-    The order is a snapshot: editing an image does not reshuffle the list
-    under the annotator's feet; `refresh()` re-ranks.
+    Ranking needs an aggregate over every unverified point, which takes
+    hundreds of ms at 100,000 images; with background=True the first page is
+    ranked on a thread with its own read connection (SQLite WAL lets it read
+    while the app writes), so the window and the last-seen image appear at
+    once and the list fills in when ready. The order is a snapshot: editing
+    an image does not reshuffle the list under the annotator's feet;
+    `refresh()` re-ranks.
     """
     PAGE = 200
 
-    def __init__(self, store, filter: str = "to review", diverse: bool = False):
+    def __init__(self, store, filter: str = "to review", diverse: bool = False, background: bool = False):
         if filter not in FILTERS:
             raise UserError(f"unknown queue filter {filter!r} (one of {', '.join(FILTERS)})")
         self.store = store
         self.filter = filter
         self.diverse = diverse
+        self.background = background
+        self._thread: threading.Thread | None = None
         self.refresh()
 
     def refresh(self) -> None:
@@ -223,7 +230,45 @@ class ReviewQueue:
         marks = ",".join("?" * len(states))
         self.total = self.store.db.execute(
             f"SELECT count(*) FROM images WHERE review_state IN ({marks}) AND status != 'failed'", states).fetchone()[0]
-        self._load(self.PAGE)
+        if not self.background:
+            self._load(self.PAGE)
+            return
+        self._result: list | BaseException | None = None
+        path, states, n, diverse = self.store.path, FILTERS[self.filter], self.PAGE, self.diverse
+
+        def rank():
+            from .store import Store
+            st = None
+            try:
+                st = Store(path)
+                self._result = image_queue(st, states, limit=n, diverse=diverse)
+            except BaseException as e:      # handed to the main thread, raised there
+                self._result = e
+            finally:
+                if st is not None:
+                    st.close()
+        self._thread = threading.Thread(target=rank, name="rank-queue", daemon=True)
+        self._thread.start()
+
+    @property
+    def ready(self) -> bool:
+        return self._thread is None or not self._thread.is_alive()
+
+    def poll(self, wait: bool = False) -> bool:
+        """Take the background ranking when it is done; True when the list just changed."""
+        if self._thread is None:
+            return False
+        if wait:
+            self._thread.join()
+        elif self._thread.is_alive():
+            return False
+        self._thread = None
+        r = self._result
+        if isinstance(r, BaseException):
+            raise r
+        self.items = r
+        self.complete = len(r) < self.PAGE
+        return True
 
     def _load(self, n: int) -> None:
         if self.complete:
@@ -234,6 +279,7 @@ class ReviewQueue:
 
     def ensure(self, index: int) -> None:
         """Make items[index] available if it exists (loads the next page)."""
+        self.poll(wait=True)
         while index >= len(self.items) and not self.complete:
             self._load(len(self.items) + self.PAGE)
 
@@ -247,6 +293,7 @@ class ReviewQueue:
         return self.items[index] if index < len(self.items) else None
 
     def index_of(self, image_id: int) -> int | None:
+        self.poll()
         for i, it in enumerate(self.items):
             if it.image_id == image_id:
                 return i
@@ -425,7 +472,7 @@ class AppState:
     """What the app shows and what each input does. One per open project."""
 
     def __init__(self, project, annotator: str | None = None, prefetch: int | None = None,
-                 queue_filter: str = "to review", user_config: Path | None = None):
+                 queue_filter: str = "to review", user_config: Path | None = None, background_queue: bool = True):
         self.project = project
         self.store = project.store
         self.settings = project.settings
@@ -441,7 +488,7 @@ class AppState:
         k = int(prefetch if prefetch is not None else g.get("prefetch", 3))
         self.prefetch_k = k
         self.prefetcher = Prefetcher(k + 2) if k > 0 else None
-        self.queue = ReviewQueue(self.store, queue_filter)
+        self.queue = ReviewQueue(self.store, queue_filter, background=background_queue)
         self.pos = -1                      # index in the queue (-1: an image not in the queue)
         self.view = View()
         self.canvas = (800.0, 600.0)
@@ -538,6 +585,7 @@ class AppState:
         self.view.fit(w, h, *self.canvas)
         self.mark("image", "people", "selection", "table", "queue", "view", "frames")
         self._schedule_prefetch()
+        self.store.set_kv(self._last_key, image_id)
         self.last_show_seconds = time.perf_counter() - t0
         self.say(f"{self.row.file_name}  ({self.row.review_state.replace('_', ' ')})")
 
@@ -559,7 +607,28 @@ class AppState:
             jobs.insert(0, self._job(nxt))
         self.prefetcher.want(jobs)
 
+    def idle(self) -> None:
+        """Called every frame: pick up the background queue ranking when it lands."""
+        if self.queue.poll():
+            p = self.queue.index_of(self.image_id) if self.image_id is not None else None
+            self.pos = -1 if p is None else p
+            self.mark("queue")
+            self._schedule_prefetch()
+
+    @property
+    def _last_key(self) -> str:
+        return f"gui.last_image.{self.session.annotator}"
+
     def open_first(self) -> bool:
+        """Where this annotator left off (shown at once), else the top of the review queue."""
+        last = self.store.get_kv(self._last_key)
+        if last is not None and self.store.db.execute(
+                "SELECT 1 FROM images WHERE id=? AND status != 'failed'", (last,)).fetchone():
+            try:
+                self.show(int(last))
+                return True
+            except UserError:
+                pass
         it = self.queue.get(0)
         if it is None:
             row = self.store.db.execute("SELECT id FROM images WHERE status != 'failed' ORDER BY id LIMIT 1").fetchone()
@@ -582,7 +651,7 @@ class AppState:
         return True
 
     def set_filter(self, name: str) -> None:
-        self.queue = ReviewQueue(self.store, name, self.queue.diverse)
+        self.queue = ReviewQueue(self.store, name, self.queue.diverse, background=self.queue.background)
         self.pos = self.queue.index_of(self.image_id) if self.image_id is not None else -1
         if self.pos is None:
             self.pos = -1

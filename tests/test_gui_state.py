@@ -350,3 +350,43 @@ def test_propagate_stops_at_a_verified_keyframe(proj):
     # halfway between the keyframes: the mean of the two corrections; the keyframe itself untouched
     assert proj.store.load_person(people[1][0]).xy[i, 0] - mid[0] == pytest.approx(20.0, abs=1e-6)
     assert proj.store.load_person(people[2][0]).xy[i, 0] == pytest.approx(b.xy[i, 0] + 30)
+
+
+def test_gui_command_without_display_is_one_line_error(project_dir, monkeypatch, capsys):
+    from annotator.cli import main
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["gui", str(project_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no display") and "\n" not in err
+
+
+def test_gui_module_imports_no_dearpygui():
+    import subprocess
+    import sys
+    code = ("import sys, annotator.gui_state, annotator.gui_cli, annotator.propagate, annotator.cli;"
+            "annotator.cli.build_parser(); print('dearpygui' in ' '.join(sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_background_ranking_and_resume_where_left_off(proj, tmp_path):
+    s = AppState(proj, annotator="ann", prefetch=0, user_config=tmp_path / "none.toml")
+    s.open_first()
+    s.queue.poll(wait=True)
+    s.idle()
+    assert s.pos == 0 and len(s.queue.items) == len(s.queue)
+    s.go(+2)
+    where = s.image_id
+    s.close()
+    again = AppState(proj, annotator="ann", prefetch=0, user_config=tmp_path / "none.toml")
+    again.open_first()                     # shown before the ranking is needed
+    assert again.image_id == where
+    again.queue.poll(wait=True)
+    again.idle()
+    assert again.pos == 2
+    other = AppState(proj, annotator="someone else", prefetch=0, user_config=tmp_path / "none.toml")
+    other.open_first()
+    assert other.pos == 0
+    again.close()
+    other.close()

@@ -1,0 +1,311 @@
+"""Desktop app speed, measured in the real window (Dear PyGui on X; starts its own Xvfb when there is no DISPLAY).
+
+1. next image: from the "next" key to the frame drawn (decoded, texture
+   uploaded, points drawn), median and p95, with and without the prefetch
+   thread, on real photos and on 1920x1080 JPEGs; between two images the
+   annotator "works" for --dwell seconds (frames keep rendering).
+2. dragging: frame time while a point is dragged on a 1920x1080 image with
+   5 people (only the moved point and its edges are redrawn), against
+   redrawing every person each frame.
+3. opening a 100,000-image project: synthetic image rows (10% with a
+   predicted person) pointing at real files; time to the first image shown.
+
+    python bench/gui.py [--dwell 0.3] [--open-images 100000]
+    python bench/gui.py --screenshot docs/screenshot.png     # the README picture
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DATA = REPO / ".." / "shared" / "data"
+DEMO = REPO / "projects" / "demo" / "images"
+
+
+def ensure_display() -> subprocess.Popen | None:
+    if os.environ.get("DISPLAY"):
+        return None
+    for n in range(90, 140):
+        if os.path.exists(f"/tmp/.X11-unix/X{n}") or os.path.exists(f"/tmp/.X{n}-lock"):
+            continue
+        p = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if os.path.exists(f"/tmp/.X11-unix/X{n}"):
+                break
+            time.sleep(0.05)
+        if p.poll() is None:
+            os.environ["DISPLAY"] = f":{n}"
+            return p
+    raise SystemExit("no DISPLAY and Xvfb could not be started")
+
+
+def pct(v, q):
+    return float(np.percentile(np.asarray(v), q))
+
+
+class Window:
+    """One Dear PyGui window for the whole run (one context per process)."""
+
+    def __init__(self, state):
+        import dearpygui.dearpygui as dpg
+        from annotator.gui.app import App
+        self.app = App(state, width=1600, height=1000)
+        self.app.build()
+        dpg.set_viewport_vsync(False)      # measure our work, not the monitor's refresh
+        for _ in range(3):
+            self.app.frame()
+
+    def attach(self, state):
+        self.app.attach(state)
+        for _ in range(2):
+            self.app.frame()
+
+
+def make_photo_project(root: Path, files: list[Path]):
+    from annotator.prefill import prefill
+    from annotator.project import Project
+    proj, _ = Project.create(root, files)
+    prefill(proj, workers=1, progress=False)
+    return proj
+
+
+def next_image_times(win, proj, prefetch: int, dwell: float, n: int) -> dict[str, list[float]]:
+    """Per "next": total (key -> frame drawn), ours (queue step, pixels from cache or decode, draw items)
+    and render (Dear PyGui frame incl. the texture upload)."""
+    from annotator.gui_state import AppState
+    st = AppState(proj, annotator="bench", prefetch=prefetch, queue_filter="all")
+    win.attach(st)
+    st.open_first()
+    win.app.frame()
+    out = {"total": [], "ours": [], "render": []}
+    for _ in range(n):
+        t_end = time.perf_counter() + dwell          # the annotator looks at the image
+        while time.perf_counter() < t_end:
+            win.app.frame()
+        t0 = time.perf_counter()
+        if not st.go(+1):
+            break
+        t1 = time.perf_counter()
+        win.app.frame()                              # texture upload + people drawn + rendered
+        t2 = time.perf_counter()
+        out["total"].append(t2 - t0)
+        out["ours"].append(t1 - t0 + win.app.last_split[0])
+        out["render"].append(win.app.last_split[1])
+    return out
+
+
+def idle_frame(win, n: int = 30) -> list[float]:
+    ts = []
+    for _ in range(n):
+        win.app.frame()
+        ts.append(win.app.last_split[1])
+    return ts
+
+
+def ms(v) -> str:
+    return f"median {1000 * pct(v, 50):6.1f}  p95 {1000 * pct(v, 95):6.1f}"
+
+
+def bench_next(win, tmp: Path, dwell: float) -> None:
+    from PIL import Image
+    real = sorted(p for p in (DATA / "media" / "images").rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")) \
+        if (DATA / "media" / "images").exists() else sorted(DEMO.iterdir())
+    big = tmp / "big"
+    big.mkdir()
+    for k, f in enumerate(sorted(DEMO.iterdir()) * 4):
+        Image.open(f).convert("RGB").resize((1920, 1080)).save(big / f"{k:02d}_{f.stem}.jpg", quality=92)
+    sets = [("real photos (%d, up to %s)" % (len(real), "x".join(map(str, max(Image.open(f).size for f in real)))),
+             real), ("1920x1080 JPEGs (%d)" % len(list(big.iterdir())), sorted(big.iterdir()))]
+    print(f"   idle frame (render only, nothing changes): {ms(idle_frame(win))} ms  <- the renderer's floor here")
+    print("1. next image ready, ms: total = key -> frame drawn; ours = queue step + pixels (cache or decode)"
+          " + draw items; render = Dear PyGui frame incl. texture upload")
+    for k, (label, files) in enumerate(sets):
+        proj = make_photo_project(tmp / f"next{k}", files)
+        for prefetch in (0, 3):
+            t = next_image_times(win, proj, prefetch, dwell, len(files) - 1)
+            print(f"   {label:<30} prefetch {'on' if prefetch else 'off'}:  total {ms(t['total'])} | ours"
+                  f" {ms(t['ours'])} | render {ms(t['render'])}  (n={len(t['total'])})")
+        proj.close()
+
+
+def bench_drag(win, tmp: Path) -> None:
+    from PIL import Image
+    from annotator.gui_state import AppState, template_person
+    from annotator.project import Project
+    rng = np.random.default_rng(0)
+    img = (rng.random((1080, 1920, 3)) * 60 + np.linspace(40, 200, 1920)[None, :, None]).astype(np.uint8)
+    f = tmp / "drag" / "crowd.jpg"
+    f.parent.mkdir()
+    Image.fromarray(img).save(f, quality=90)
+    proj, _ = Project.create(tmp / "dragproj", [f])
+    s = proj.session("bench")
+    iid = proj.store.images()[0].id
+    for k in range(5):
+        p = template_person((150 + k * 350, 150 + 40 * k, 300, 800))
+        p.xy += rng.normal(0, 4, p.xy.shape)
+        p.conf[:] = rng.uniform(0.3, 1.0, 33)
+        s.add_person(iid, p, source="bench")
+    st = AppState(proj, annotator="bench", prefetch=0)
+    win.attach(st)
+    st.show(iid)
+    for _ in range(3):
+        win.app.frame()
+    p = st.frame.persons[2]
+    i = 25
+    win.app.poll_mouse = False
+    print("2. dragging one point, 1920x1080 image, 5 people (165 points, 175 edges), frame time ms")
+    for label, full in (("redraw what changed (the app)", False), ("redraw all people every frame", True)):
+        sx, sy = st.view.to_screen(p.xy[i])
+        st.press(sx, sy)
+        total, ours = [], []
+        for k in range(120):
+            st.motion(sx + 40 * np.sin(k / 10), sy + 40 * np.cos(k / 10))
+            if full:
+                st.mark("persons")
+            t0 = time.perf_counter()
+            win.app.frame()
+            total.append(time.perf_counter() - t0)
+            ours.append(win.app.last_split[0])
+        st.drag = None
+        st.preview.clear()
+        print(f"   {label:<30} frame {ms(total)} | ours (state + draw-item updates) {ms(ours)}")
+    win.app.poll_mouse = True
+    proj.close()
+
+
+def make_big_project(root: Path, n: int, with_people: float = 0.1) -> Path:
+    """n image rows (real files: the demo photos, cycled), a tenth with one predicted person."""
+    import json
+    from annotator.project import Project
+    from annotator.store import _pack
+    from annotator.model import Person
+    from annotator import skeleton as sk
+    media = root / "media"
+    media.mkdir(parents=True)
+    files = []
+    for f in sorted(DEMO.iterdir()):
+        shutil.copy(f, media / f.name)
+        files.append(media / f.name)
+    proj, _ = Project.create(root / "big", files)
+    st = proj.store
+    rows = st.images()
+    rng = np.random.default_rng(0)
+    now = time.time()
+    with st.tx():
+        srcs = [(r.id, r.file_name) for r in rows]
+        sid = {r.id: st.db.execute("SELECT source_id FROM images WHERE id=?", (r.id,)).fetchone()[0] for r in rows}
+        st.db.executemany(
+            "INSERT INTO images(source_id, file_name, width, height, status) VALUES(?,?,?,?, 'done')",
+            ((sid[srcs[k % len(srcs)][0]], f"synthetic/{k:07d}.jpg", 640, 480) for k in range(n - len(rows))))
+        ids = [r[0] for r in st.db.execute("SELECT id FROM images ORDER BY id")]
+        chosen = rng.choice(ids, int(len(ids) * with_people), replace=False)
+        for iid in chosen:
+            pid = st.db.execute("INSERT INTO persons(image_id, created_at) VALUES(?,?)", (int(iid), now)).lastrowid
+            xy = rng.uniform(50, 400, (33, 2))
+            conf = rng.uniform(0.2, 1.0, 33)
+            st.db.executemany(
+                "INSERT INTO points(person_id, idx, x, y, vis, conf, verified, source, updated_at) VALUES(?,?,?,?,?,?,0,'bench',?)",
+                [(pid, i, float(xy[i, 0]), float(xy[i, 1]), 2, float(conf[i]), now) for i in range(33)])
+    proj.close()
+    return root / "big"
+
+
+def bench_open(win, tmp: Path, n: int) -> None:
+    from annotator.gui_state import AppState
+    from annotator.project import Project
+    from annotator.queue import image_queue
+    t0 = time.perf_counter()
+    path = make_big_project(tmp / "open", n)
+    build = time.perf_counter() - t0
+    size = (path / "project.db").stat().st_size / 1e6
+    print(f"3. opening a {n:,}-image project ({n // 10:,} people, {size:.0f} MB database; built in {build:.0f} s)")
+    for rep in range(2):
+        t0 = time.perf_counter()
+        proj = Project.open(path)
+        t1 = time.perf_counter()
+        st = AppState(proj, annotator="bench")
+        t2 = time.perf_counter()
+        win.attach(st)
+        st.open_first()
+        win.app.frame()
+        t3 = time.perf_counter()
+        print(f"   {'cold' if rep == 0 else 'warm'}: Project.open {1000 * (t1 - t0):.0f} ms, first queue page"
+              f" ({st.queue.PAGE} of {len(st.queue):,}) {1000 * (t2 - t1):.0f} ms, first image shown"
+              f" {1000 * (t3 - t2):.0f} ms; total {1000 * (t3 - t0):.0f} ms")
+        proj.close()
+    with Project.open(path) as proj:
+        t0 = time.perf_counter()
+        q = image_queue(proj.store)
+        print(f"   (for scale: ranking the whole queue at once, image_queue() without a limit: "
+              f"{1000 * (time.perf_counter() - t0):.0f} ms for {len(q):,} rows)")
+
+
+def screenshot(out: Path, tmp: Path) -> None:
+    """The app on a demo photo: skeleton drawn, the person selected, queue and points table visible."""
+    from PIL import Image
+    from annotator.gui_state import AppState
+    (tmp / "photos").mkdir()
+    for f in sorted(DEMO.iterdir()):
+        shutil.copy(f, tmp / "photos" / f.name)
+    proj = make_photo_project(tmp / "shot", [tmp / "photos"])
+    st = AppState(proj, annotator="demo", queue_filter="all")
+    win = Window(st)
+    row = proj.store.db.execute("SELECT id FROM images WHERE file_name LIKE '%030752%'").fetchone()
+    st.show(row[0])
+    p = max(st.frame.persons, key=lambda q: q.labelled.sum())
+    st.set_gui_setting("show_angles", True)
+    st.select(p.id, 13)
+    c = st.view.to_screen(p.xy[p.labelled].mean(0))
+    st.view.pan(st.canvas[0] / 2 - c[0], st.canvas[1] / 2 - c[1])       # the person in the middle, larger
+    st.view.zoom_at(1.6, st.canvas[0] / 2, st.canvas[1] / 2)
+    st.mark("view")
+    for _ in range(5):
+        win.app.frame()
+    a = win.app.screenshot()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(a[..., :3]).save(out, optimize=True)
+    print(f"wrote {out} ({a.shape[1]}x{a.shape[0]})")
+    win.app.close()
+    proj.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dwell", type=float, default=0.3, help="seconds spent on each image before 'next'")
+    ap.add_argument("--open-images", type=int, default=100_000)
+    ap.add_argument("--screenshot", type=Path, help="only write the README screenshot to this file")
+    a = ap.parse_args()
+    xvfb = ensure_display()
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            tmp = Path(d)
+            if a.screenshot:
+                screenshot(a.screenshot, tmp)
+                return
+            from annotator.gui_state import AppState
+            from annotator.project import Project
+            proj, _ = Project.create(tmp / "empty", [DEMO])
+            win = Window(AppState(proj, annotator="bench"))
+            print(f"display {os.environ['DISPLAY']} (Xvfb: software OpenGL), {os.cpu_count()} cores")
+            bench_next(win, tmp, a.dwell)
+            bench_drag(win, tmp)
+            bench_open(win, tmp, a.open_images)
+            win.app.close()
+    finally:
+        if xvfb:
+            xvfb.terminate()
+
+
+if __name__ == "__main__":
+    main()
