@@ -138,7 +138,8 @@ def cmd_status(a) -> int:
               f"{t['frames']} images, {t['state']}" + ("" if t["state"] == "ready" else " (push again to finish)"))
         for j in (j for j in s["jobs"] if j["task_id"] == t["task_id"]):
             p = j["pending"]
-            pend = ", ".join(f"{v} to {k}" for k, v in p.items() if v) or "in sync"
+            pend = ", ".join([f"{v} to {k}" for k, v in p.items() if v]
+                             + ([f"{j['conflicts']} in conflict"] if j["conflicts"] else [])) or "in sync"
             print(f"    job {j['job_id']} frames {j['start_frame']}-{j['stop_frame']} {j['stage']}/{j['state']}"
                   f"{' (' + j['assignee'] + ')' if j['assignee'] else ''}: {pend}")
     pend = s["pending"]

@@ -679,6 +679,7 @@ def status(project) -> dict:
         for k in pending:
             pending[k] += len(ops[k])
         j["pending"] = {k: len(ops[k]) for k in pending}
+        j["conflicts"] = q("SELECT count(*) FROM cvat_conflicts WHERE job_id=?", (j["job_id"],)).fetchone()[0]
     conflicts = [dict(zip(("person_id", "shape_id", "job_id", "image", "kind", "cvat_user", "detected_at"), r))
                  for r in q("SELECT c.person_id, c.shape_id, c.job_id, i.file_name, c.kind, c.cvat_user, c.detected_at"
                             " FROM cvat_conflicts c JOIN images i ON i.id=c.image_id ORDER BY c.job_id, c.person_id")]

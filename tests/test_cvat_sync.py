@@ -370,36 +370,46 @@ def test_job_edited_between_pull_and_push_is_not_overwritten(server, tmp_path, g
     with Project.open(root) as proj:        # ...while we edit another person of the same job
         other = proj.store.db.execute("SELECT person_id FROM cvat_shapes WHERE shape_id!=? AND job_id=?",
                                       (shape["id"], jid)).fetchone()
-        if other is None:
-            pid = proj.store.db.execute("SELECT person_id FROM cvat_shapes WHERE shape_id=?",
-                                        (shape["id"],)).fetchone()[0]
-        else:
-            pid = other[0]
-        proj.session("me").move_point(pid, sk.INDEX["right_knee"], 9.0, 9.5)
+        assert other is not None
+        proj.session("me").move_point(other[0], sk.INDEX["right_knee"], 9.0, 9.5)
     rc, out, err = cvat("cvat", "push", root, *creds(server), capsys=capsys)
     line = one_line_error(rc, err, f"job(s) {jid}", "pull")
     assert "changed on the server since the last pull" in line
     s = next(s for s in server_shapes(server) if s["id"] == shape["id"])
     assert element(s, lmap, "nose")["points"] == [7.0, 8.0]          # bob's work is intact
-    # after a pull, the push goes through (different people: no conflict)
-    if other is not None:
-        assert cvat("cvat", "pull", root, *creds(server), capsys=capsys)[0] == 0
-        rc, out, err = cvat("cvat", "push", root, *creds(server), capsys=capsys)
-        assert rc == 0, err
-        s = next(s for s in server_shapes(server) if s["id"] == shape["id"])
-        assert element(s, lmap, "nose")["points"] == [7.0, 8.0]
+    # after a pull, the push goes through (different people: no conflict), and bob's edit is in the store
+    assert cvat("cvat", "pull", root, *creds(server), capsys=capsys)[0] == 0
+    rc, out, err = cvat("cvat", "push", root, *creds(server), capsys=capsys)
+    assert rc == 0, err
+    assert "people updated on cvat 1" in out
+    s = next(s for s in server_shapes(server) if s["id"] == shape["id"])
+    assert element(s, lmap, "nose")["points"] == [7.0, 8.0]
+    with Project.open(root) as proj:
+        pid = proj.store.db.execute("SELECT person_id FROM cvat_shapes WHERE shape_id=?", (shape["id"],)).fetchone()[0]
+        assert tuple(proj.store.load_person(pid).xy[sk.INDEX["nose"]]) == (7.0, 8.0)
 
 
 # -- interruptions and failures ---------------------------------------------------------------------
 def test_interrupted_push_resumes_without_duplicates(server, tmp_path, gt_dev, capsys):
     root = make_project(tmp_path, gt_dev, 4)
     n_people = sum(len(v) for v in people(root).values())
-    # 1. the upload fails: the task exists, its data does not
+    # 0. the process dies right after CVAT created the task, before its id was recorded
+    proj, conn, sync = open_sync(root, server)
+    real_create = conn.create_task_record
+
+    def dies_after_create(*a, **kw):
+        real_create(*a, **kw)
+        raise KeyboardInterrupt
+    conn.create_task_record = dies_after_create
+    with proj, conn, pytest.raises(KeyboardInterrupt):
+        sync.push("p")
+    assert len(server.tasks) == 1
+    # 1. the upload fails: the task is found again by its name (not created twice); its data is missing
     server.fail_next(1, 503, path="/data")
     rc, out, err = cvat("cvat", "push", root, *creds(server), capsys=capsys)
     one_line_error(rc, err, "503")
     assert not server._failures
-    assert len(server.tasks) == 1 and not server_shapes(server)
+    assert len(server.tasks) == 1 and not server_shapes(server) and task_posts(server) == 1
     # 2. the annotation write is applied but the answer is lost (the process dies right after it)
     proj, conn, sync = open_sync(root, server)
     real = conn.patch_job_annotations
@@ -508,3 +518,48 @@ def test_content_ignores_coordinates_of_unlabelled_points(gt_dev):
     json.dumps(content(p))
     with pytest.raises(UserError):
         CvatSync.pull(type("S", (), {"_q": None})(), prefer="nobody")
+
+
+def test_video_frames_and_clashing_file_names_get_unique_frame_names(server, tmp_path, gt_dev, capsys):
+    import shutil
+    from .conftest import MEDIA
+    frames = gt_frames(gt_dev, 1)
+    for d in ("a", "b"):                                  # two photos called the same in different folders
+        (tmp_path / d).mkdir()
+        shutil.copy(frames[0].meta_path, tmp_path / d / "same.jpg")
+    proj, _ = Project.create(tmp_path / "p", [tmp_path / "a" / "same.jpg", tmp_path / "b" / "same.jpg",
+                                              MEDIA / "videos" / "mmpose_demo.mp4"], stride=40)
+    with proj:
+        session = proj.session("me")
+        rng = np.random.default_rng(1)
+        for im in proj.store.images():
+            from annotator.model import Person
+            session.add_person(im.id, Person(rng.uniform(5, 100, (sk.N, 2)), np.full(sk.N, VISIBLE)))
+        n = proj.store.count_images()
+        assert n >= 3
+    rc, out, err = cvat("cvat", "push", tmp_path / "p", *creds(server), capsys=capsys)
+    assert rc == 0, err
+    t = next(iter(server.tasks.values()))
+    names = [f["name"] for f in t["frames"]]
+    assert len(names) == n == len(set(names))
+    assert "same.jpg" in names and any(x.endswith("_same.jpg") for x in names)
+    assert any(x.startswith("mmpose_demo_") for x in names)
+    assert len(server_shapes(server)) == n
+
+
+def test_token_from_env_is_used_and_never_stored(server, tmp_path, gt_dev, capsys, monkeypatch):
+    root = make_project(tmp_path, gt_dev, 1)
+    token = server.issue_token("alice")
+    monkeypatch.setenv("CVAT_URL", server.url)
+    monkeypatch.setenv("CVAT_ACCESS_TOKEN", token)
+    for k in ("CVAT_USER", "CVAT_PASSWORD"):
+        monkeypatch.delenv(k, raising=False)
+    rc, out, err = cvat("cvat", "push", root, "--quiet", capsys=capsys)
+    assert rc == 0, err
+    assert "as alice" in out
+    toml = (root / "project.toml").read_text()
+    assert token not in toml and server.url in toml
+    monkeypatch.delenv("CVAT_ACCESS_TOKEN")
+    monkeypatch.setattr("sys.stdin", None)                  # no terminal: no prompt, a clear error
+    rc, out, err = cvat("cvat", "pull", root, "--quiet", capsys=capsys)
+    one_line_error(rc, err, "no CVAT password", "CVAT_PASSWORD")
