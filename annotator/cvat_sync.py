@@ -616,6 +616,39 @@ class CvatSync:
             rep.add("people_added_from_cvat")
             rep.add("points_received", int(sp.labelled.sum()))
 
+    def resolve(self, person_id: int, prefer: str, session=None) -> None:
+        """Settle one recorded conflict without the server (e.g. from the desktop app).
+
+        prefer="server" applies the server's state stored with the conflict
+        through the session; "local" keeps ours and makes the server's state the
+        base, so the next push sends ours. If the server changed again
+        meanwhile, push notices (job updated_date + content) and refuses.
+        """
+        if prefer not in ("local", "server"):
+            raise UserError(f"prefer must be 'local' or 'server', not {prefer!r}")
+        r = self._q("SELECT shape_id, job_id, server, cvat_user FROM cvat_conflicts WHERE person_id=?",
+                    (person_id,)).fetchone()
+        if r is None:
+            raise UserError(f"person {person_id} has no open CVAT conflict")
+        sid, jid, server_json, user = r
+        sc = json.loads(server_json) if server_json else None
+        frame, elements = self._q("SELECT frame, elements FROM cvat_shapes WHERE person_id=?", (person_id,)).fetchone()
+        if prefer == "local":
+            with self.store.tx():
+                if sc is None:
+                    self._q("DELETE FROM cvat_shapes WHERE person_id=?", (person_id,))
+                else:
+                    self._q("UPDATE cvat_shapes SET base=? WHERE person_id=?", (json.dumps(sc), person_id))
+        else:
+            shape = None if sc is None else {"id": sid, "frame": frame, "elements": [
+                {"label_id": int(k), "id": v} for k, v in json.loads(elements).items()]}
+            session = session or self.project.session(f"cvat:{user or 'cvat'}")
+            self._take_server(person_id, self.store.load_person(person_id), shape,
+                              None if sc is None else person_from_content(sc), None, jid, False,
+                              f"cvat:{user or 'cvat'}", session, Report())
+        with self.store.tx():
+            self._q("DELETE FROM cvat_conflicts WHERE person_id=?", (person_id,))
+
     def _set_synced(self, pid: int) -> None:
         with self.store.tx():
             self._q("UPDATE cvat_shapes SET synced_rev=(SELECT rev FROM persons WHERE id=?) WHERE person_id=?",

@@ -563,3 +563,25 @@ def test_token_from_env_is_used_and_never_stored(server, tmp_path, gt_dev, capsy
     monkeypatch.setattr("sys.stdin", None)                  # no terminal: no prompt, a clear error
     rc, out, err = cvat("cvat", "pull", root, "--quiet", capsys=capsys)
     one_line_error(rc, err, "no CVAT password", "CVAT_PASSWORD")
+
+
+@pytest.mark.parametrize("prefer", ["server", "local"])
+def test_conflict_resolved_offline_then_pushed(server, tmp_path, gt_dev, capsys, prefer):
+    """The desktop app settles a conflict without the server; the next push agrees with the choice."""
+    root, pid, shape, lmap = _conflict_setup(server, tmp_path, gt_dev, capsys)
+    assert cvat("cvat", "pull", root, *creds(server), capsys=capsys)[0] == 0
+    with Project.open(root) as proj:
+        sync = CvatSync(proj, None)
+        with pytest.raises(UserError):
+            sync.resolve(pid + 1000, prefer)
+        sync.resolve(pid, prefer)
+        want = (1.0, 2.0) if prefer == "server" else (3.0, 4.0)
+        assert tuple(proj.store.load_person(pid).xy[sk.INDEX["left_elbow"]]) == want
+        st = status(proj)
+        assert not st["conflicts"] and st["pending"]["update"] == (prefer == "local")
+    rc, out, err = cvat("cvat", "push", root, *creds(server), capsys=capsys)
+    assert rc == 0, err
+    s = next(s for s in server_shapes(server) if s["id"] == shape["id"])
+    assert element(s, lmap, "left_elbow")["points"] == list(want)
+    with Project.open(root) as proj:
+        assert status(proj)["pending"] == {"create": 0, "update": 0, "delete": 0}
