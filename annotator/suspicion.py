@@ -60,6 +60,7 @@ SIGNALS: dict[str, str] = {
     "person_swap": "the same, averaged over the person's limbs",
     "person_tta": "the person's median transformed-crop distance",
     "heat": "1 - the landmark model's heatmap peak at the point (localisation confidence)",
+    "heat_spread": "how spread out the point's heatmap is (OKS units): a blurred peak is an unsure one",
     "bone": "bone lengths against the skeleton's statistics (torso-normalised)",
     "sym": "left/right bone length mismatch",
     "angle": "joint angle outside its plausible range",
@@ -73,21 +74,28 @@ SIGNALS: dict[str, str] = {
 # One value per person (repeated over its points): these rank whole people.
 PERSON_SIGNALS = ("person_conf", "person_score", "person_swap", "person_tta", "small", "crowd")
 # Signals that need another model run (the rest is arithmetic on stored points).
-TTA_SIGNALS = ("tta", "tta_max", "flip", "swap", "person_swap", "person_tta", "heat")
+TTA_SIGNALS = ("tta", "tta_max", "flip", "swap", "person_swap", "person_tta", "heat", "heat_spread")
 # Signals without calibration data on photo sets: noisy-OR prior unless a calibration weighs them.
 PRIOR_SIGNALS = ("temporal", "prev_round")
 
 KV_CALIBRATION = "suspicion.calibration"
 KV_SIGNALS = "suspicion.signals:"      # + person id: stored TTA features
-TTA_VERSION = 3                        # bump when TTA features change: older records count as missing
+TTA_VERSION = 4                        # bump when TTA features change: older records count as missing
 
-# Transformed crops for TTA: (name, mirrored, scale factor, rotation in degrees).
-TTA_VARIANTS: tuple[tuple[str, bool, float, float], ...] = (
+# Transformed crops for TTA: (name, mirrored, scale factor, rotation in degrees[, shift x, shift y]),
+# shifts as fractions of the crop side along the crop's own axes. The four 8% shifts rank the
+# needs-fixing points better on both halves of pose-gt-dev (AUC 0.882 -> 0.894 and 0.889 -> 0.908;
+# notes/close_issue4.md) for 4 more landmark runs per person.
+TTA_VARIANTS: tuple[tuple, ...] = (
     ("flip", True, 1.0, 0.0),
     ("scale_up", False, 1.2, 0.0),
     ("scale_down", False, 0.85, 0.0),
     ("rot_plus", False, 1.0, 15.0),
     ("rot_minus", False, 1.0, -15.0),
+    ("shift_right", False, 1.0, 0.0, 0.08, 0.0),
+    ("shift_left", False, 1.0, 0.0, -0.08, 0.0),
+    ("shift_down", False, 1.0, 0.0, 0.0, 0.08),
+    ("shift_up", False, 1.0, 0.0, 0.0, -0.08),
 )
 
 _HIPS, _SHOULDERS = (23, 24), (11, 12)
@@ -238,7 +246,7 @@ def torso_area(xy: np.ndarray) -> float:
 
 
 def tta_features(xy: np.ndarray, variants: dict[str, np.ndarray], heat: np.ndarray | None = None,
-                 area: float | None = None) -> dict[str, np.ndarray]:
+                 area: float | None = None, heat_spread_px: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Disagreement of `xy` with each transformed-crop prediction (already mapped back, labels unswapped).
 
     Returns per-point tta, tta_max, flip, swap, heat (1 - heatmap peak, NaN when
@@ -265,6 +273,8 @@ def tta_features(xy: np.ndarray, variants: dict[str, np.ndarray], heat: np.ndarr
     out["person_swap"] = np.full(sk.N, float(np.mean(swap[limbs])))
     out["person_tta"] = np.full(sk.N, float(np.median(out["tta"])))
     out["heat"] = np.full(sk.N, np.nan) if heat is None else 1.0 - np.asarray(heat, float)
+    out["heat_spread"] = np.full(sk.N, np.nan) if heat_spread_px is None else \
+        np.log1p(oks_units(np.asarray(heat_spread_px, float), area))
     return out
 
 
@@ -372,8 +382,10 @@ def tta_predictions(estimator, rgb: np.ndarray, roi: tuple,
     h, w = rgb.shape[:2]
     cx, cy, rw, rh, rot = roi
     out = {}
-    for name, mirrored, s, deg in variants:
-        r = (cx, cy, rw * s, rh * s, rot + math.radians(deg))
+    for name, mirrored, s, deg, *shift in variants:
+        dx, dy = (shift[0] * rw, shift[1] * rh) if shift else (0.0, 0.0)
+        c, sn = math.cos(rot), math.sin(rot)
+        r = (cx + dx * c - dy * sn, cy + dx * sn + dy * c, rw * s, rh * s, rot + math.radians(deg))
         if mirrored:
             if mirrored_rgb is None:
                 mirrored_rgb = np.ascontiguousarray(rgb[:, ::-1])
@@ -394,6 +406,17 @@ def heat_at(estimator, rgb: np.ndarray, roi: tuple, xy: np.ndarray, window: int 
     sure the network is that the joint is *here*. None when the landmark
     network has no heatmaps (e.g. a student without them).
     """
+    r = heat_stats(estimator, rgb, roi, xy, window)
+    return None if r is None else r[0]
+
+
+def heat_stats(estimator, rgb: np.ndarray, roi: tuple, xy: np.ndarray,
+               window: int = 7) -> tuple[np.ndarray, np.ndarray] | None:
+    """(heatmap peak near each point, spread of each heatmap in image pixels), or None without heatmaps.
+
+    Spread: the probability-weighted radius of the heatmap's cells above half
+    its maximum (a sharp peak is ~1 cell; a smeared or two-peaked map is wide).
+    """
     from .blazepose import crop_affine
     crop, _ = estimator.crop(rgb, roi)
     _, _, hm = estimator.run_landmark_model(crop)
@@ -407,20 +430,30 @@ def heat_at(estimator, rgb: np.ndarray, roi: tuple, xy: np.ndarray, window: int 
     uv = np.column_stack([np.asarray(xy, float)[:sk.N], np.ones(sk.N)]) @ np.linalg.inv(A)[:2].T
     r = window // 2
     out = np.zeros(sk.N)
+    spread = np.zeros(sk.N)
+    cell = float(np.linalg.norm(A[:2, 0]))                 # image pixels per heatmap cell
+    yy, xx = np.mgrid[0:hh, 0:hw] + 0.5
     for i in range(sk.N):
         u, v = int(math.floor(uv[i, 0])), int(math.floor(uv[i, 1]))
         win = prob[max(v - r, 0):max(v + r + 1, 0), max(u - r, 0):max(u + r + 1, 0), i]
         out[i] = float(win.max()) if win.size else 0.0
-    return out
+        m = prob[:, :, i]
+        m = np.where(m > 0.5 * m.max(), m, 0.0)
+        tot = float(m.sum())
+        if tot > 0:
+            mx, my = float((m * xx).sum()) / tot, float((m * yy).sum()) / tot
+            spread[i] = math.sqrt(float((m * ((xx - mx) ** 2 + (yy - my) ** 2)).sum()) / tot) * cell
+    return out, spread
 
 
 def person_tta_features(estimator, rgb: np.ndarray, xy: np.ndarray, roi: tuple | None = None,
                         mirrored_rgb: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Everything the extra model runs say about one person: 5 transformed crops + the heatmap."""
+    """Everything the extra model runs say about one person: the transformed crops + the heatmap."""
     xy = np.asarray(xy, np.float64)[:sk.N]
     roi = tuple(roi) if roi is not None else roi_from_points(xy)
     variants = tta_predictions(estimator, rgb, roi, mirrored_rgb=mirrored_rgb)
-    return tta_features(xy, variants, heat_at(estimator, rgb, roi, xy))
+    hs = heat_stats(estimator, rgb, roi, xy)
+    return tta_features(xy, variants, None if hs is None else hs[0], heat_spread_px=None if hs is None else hs[1])
 
 
 def save_tta(store, person_id: int, xy: np.ndarray, feats: dict[str, np.ndarray]) -> None:
@@ -451,7 +484,7 @@ def load_tta(store, person_id: int, xy: np.ndarray, verified: np.ndarray | None 
     for k in TTA_SIGNALS:
         v = d.get(k)
         if v is None:
-            if k == "heat":                      # optional: networks without heatmaps
+            if k in ("heat", "heat_spread"):     # optional: networks without heatmaps
                 out[k] = np.full(sk.N, np.nan)
                 continue
             return None
@@ -844,7 +877,7 @@ def signal_figures(rows: list[dict], names: Iterable[str], fractions=(0.1, 0.2, 
 
 def tta_for_poses(estimator, rgb: np.ndarray, poses: list) -> list[dict[str, np.ndarray]]:
     """In a pre-fill worker, right after predict(): every found person's TTA features, on the
-    ROI the engine used (pose.roi), while the image is decoded anyway (~110 ms a person)."""
+    ROI the engine used (pose.roi), while the image is decoded anyway (~10 landmark runs a person)."""
     mirrored = np.ascontiguousarray(rgb[:, ::-1])
     return [person_tta_features(estimator, rgb, pose.xy, getattr(pose, "roi", None), mirrored) for pose in poses]
 

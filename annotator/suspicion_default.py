@@ -17,15 +17,15 @@ MODEL = json.loads(r'''
    "tta"
   ],
   "mean": [
-   0.281551
+   0.25376
   ],
   "std": [
-   0.293109
+   0.284802
   ],
   "coef": [
-   1.247363
+   1.458812
   ],
-  "intercept": -2.216891,
+  "intercept": -2.2453,
   "meta": {
    "trained_on": {
     "gt": "annotations.json",
@@ -58,7 +58,7 @@ MODEL = json.loads(r'''
     ]
    },
    "n_points": 321,
-   "fitted_at": "2026-11-29 11:27:00",
+   "fitted_at": "2026-11-29 11:35:28",
    "which": "with TTA"
   }
  },
@@ -109,7 +109,7 @@ MODEL = json.loads(r'''
     ]
    },
    "n_points": 321,
-   "fitted_at": "2026-11-29 11:27:00",
+   "fitted_at": "2026-11-29 11:35:28",
    "which": "without TTA"
   }
  },
@@ -275,7 +275,7 @@ MODEL = json.loads(r'''
    ]
   },
   "n_points": 321,
-  "fitted_at": "2026-11-29 11:27:00"
+  "fitted_at": "2026-11-29 11:35:28"
  }
 }
 ''')

@@ -4,7 +4,7 @@
 
 Without --project, a project is made from pose-gt-dev's images in a temporary
 folder and pre-filled first (that pre-fill is not part of the figures). The
-re-run signals run the landmark model on 5 transformed crops per person and
+re-run signals run the landmark model on the transformed crops of suspicion.TTA_VARIANTS per person and
 once more for its heatmap; the rest is arithmetic on stored points. Prints ms
 per image and per person (one core; other processes may share it).
 """
