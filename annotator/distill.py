@@ -5,8 +5,8 @@ One round (`run_round`):
    (rounds_registry.assign_split); gold images never train, not even their
    unverified people.
 2. data: for each person on a train image, a MediaPipe-style crop from the
-   person's points (suspicion.roi_from_points: hip centre, 1.25x, rotation
-   from hips to shoulders); verified points are targets with weight 1;
+   person's labelled points (person_roi: hip centre, 1.25x, rotation from
+   hips to shoulders, as MediaPipe's landmarks-to-ROI rule); verified points are targets with weight 1;
    every other point gets the current model's prediction averaged over
    flip and scale copies of the crop (the "data distillation" recipe) and is
    kept, with weight `pseudo_weight`, only where the model is confident
@@ -17,9 +17,12 @@ One round (`run_round`):
    onnxruntime for the crops and `copies` augmented versions of each; 'full':
    student.train with on-the-fly augmentation). The best epoch on a
    held-out slice of the train people is kept.
-4. teacher and student predict every gold image the way pre-fill does
-   (detector ROI, landmark model) and metrics.evaluate scores both against
-   the gold people's verified points. The round is accepted only when a
+4. teacher and student predict every gold person from the ROI of its own
+   points (as re-prediction does) and metrics.evaluate scores both against
+   the gold people's verified points; the decision uses these figures. The
+   same comparison through the whole pre-fill path (detector ROIs) is
+   recorded beside them (prefill_before/after), for information: the
+   detector is shared, so there only detected people can differ. The round is accepted only when a
    paired bootstrap over gold people puts the gain in mean OKS or in
    PCK@0.05 above zero (90% interval) and neither OKS AP nor PCK@0.05 got
    worse; otherwise the teacher stays and the reason is recorded.
@@ -61,13 +64,15 @@ SUMMARY_KEYS = ("oks_ap", "oks_ap50", "pck_0_05", "pck_0_1", "mean_error_px", "m
 class Config:
     mode: str = "head"                 # 'head' or 'full'
     epochs: int | None = None          # default 40 (head) / 3 (full)
-    lr: float | None = None            # default 3e-3 (head) / 3e-6 (full)
+    lr: float | None = None            # default 1e-4 (head weights) / 3e-6 (full)
+    bias_lr: float = 0.05              # head mode: the head's bias (crop pixels per step, roughly)
     batch_size: int = 32
     copies: int = 4                    # augmented copies per crop (head mode: features cached once)
     gold_fraction: float = 0.35        # share of verified images frozen as gold
     val_fraction: float = 0.15         # share of train images held out to pick the best epoch
     conf_threshold: float = 0.7        # pseudo-label: visibility x presence of the teacher
     max_spread: float = 0.03           # pseudo-label: TTA spread / person size
+    max_teacher_error: float = 0.15    # skip people whose verified points the teacher misses by more (x size)
     pseudo_weight: float = 0.5         # loss weight of an accepted pseudo-label (verified: 1)
     bootstrap: int = 2000
     seed: int = 0
@@ -81,7 +86,7 @@ class Config:
         if c.mode not in ("head", "full"):
             raise UserError(f"--mode must be 'head' or 'full', not {c.mode!r}")
         c.epochs = int(c.epochs if c.epochs is not None else (40 if c.mode == "head" else 3))
-        c.lr = float(c.lr if c.lr is not None else (3e-3 if c.mode == "head" else 3e-6))
+        c.lr = float(c.lr if c.lr is not None else (1e-4 if c.mode == "head" else 3e-6))
         if c.epochs < 1:
             raise UserError(f"--epochs must be at least 1, not {c.epochs}")
         return c
@@ -130,11 +135,16 @@ def to_crop(M: np.ndarray, xy: np.ndarray) -> np.ndarray:
     return np.column_stack([xy, np.ones(len(xy))]) @ M[:2].T
 
 
-def pseudo_labels(est, rgb: np.ndarray, roi, mirrored: np.ndarray | None = None) -> tuple:
-    """Teacher's points averaged over flip/scale copies: (mean xy (33, 2), conf (33,), spread px (33,))."""
+def pseudo_labels(est, rgb: np.ndarray, roi, mirrored: np.ndarray | None = None, full: bool = True) -> tuple:
+    """Teacher's points averaged over flip/scale copies: (mean xy (33, 2), conf (33,), spread px (33,)).
+
+    full=False: the plain prediction only (spread 0), for people with nothing left to pseudo-label.
+    """
     from .suspicion import tta_predictions
     base = est.predict_roi(rgb, roi)
     conf = np.clip(np.asarray(base.visibility) * np.asarray(base.presence), 0, 1)
+    if not full:
+        return np.asarray(base.xy, np.float64)[:sk.N].copy(), conf, np.zeros(sk.N)
     var = tta_predictions(est, rgb, roi, variants=PSEUDO_VARIANTS[1:], mirrored_rgb=mirrored)
     stack = np.stack([np.asarray(base.xy, np.float64)[:sk.N]] + [var[v[0]] for v in PSEUDO_VARIANTS[1:]])
     mean = stack.mean(0)
@@ -176,7 +186,7 @@ def collect_data(project, est, image_ids: list[int], cfg: Config, progress=None)
     """Crops, targets (crop px), weights and counts for the people on `image_ids`."""
     crops, targets, weights, owners = [], [], [], []
     c = {"people": 0, "people_skipped": 0, "verified_points": 0, "pseudo_candidates": 0,
-         "pseudo_accepted": 0, "pseudo_rejected_conf": 0, "pseudo_rejected_spread": 0, "images": 0,
+         "pseudo_accepted": 0, "people_teacher_lost": 0, "pseudo_rejected_conf": 0, "pseudo_rejected_spread": 0, "images": 0,
          "images_unreadable": 0}
     for iid in image_ids:
         if cfg.max_people is not None and c["people"] >= cfg.max_people:
@@ -206,8 +216,14 @@ def collect_data(project, est, image_ids: list[int], cfg: Config, progress=None)
             ver = p.verified & (p.vis != NOT_LABELLED)
             xy[ver], w[ver] = p.xy[ver], 1.0
             todo = ~p.verified
+            mean, conf, spread = pseudo_labels(est, rgb, roi, mirrored, full=todo.any())
+            if ver.sum() >= 3:
+                # a crowd crop where the teacher follows somebody else: nothing a head can learn from
+                err = np.median(np.linalg.norm(mean[ver] - p.xy[ver], axis=1)) / person_size(p.xy[ver])
+                if err > cfg.max_teacher_error:
+                    c["people_teacher_lost"] += 1
+                    continue
             if todo.any():
-                mean, conf, spread = pseudo_labels(est, rgb, roi, mirrored)
                 rel = spread / person_size(mean)
                 ok_conf = conf >= cfg.conf_threshold
                 ok_spread = rel <= cfg.max_spread
@@ -273,14 +289,23 @@ def _split_val(owners: np.ndarray, frac: float) -> np.ndarray:
     return m if 0 < m.sum() < len(m) else np.zeros(len(owners), bool)
 
 
-def _features(ort_fn, crops_u8: np.ndarray, batch: int = 8, bar=None) -> np.ndarray:
-    out = []
+def _features(ort_fn, crops_u8: np.ndarray, targets: np.ndarray, batch: int = 8, bar=None):
+    """Frozen features of every crop, and its targets minus MediaPipe's refinement offset there
+    (the student's head is trained in MediaPipe's pre-refinement space; student_runtime adds it back)."""
+    from .student_runtime import TRAIN_OUTPUTS, refinement_offset
+    feats, adj = [], []
     for i in range(0, len(crops_u8), batch):
         x = crops_u8[i:i + batch].astype(np.float32) / 255.0
-        out.append(ort_fn.run(x, ["features"])["features"])
+        o = ort_fn.run(x, list(TRAIN_OUTPUTS))
+        feats.append(o["features"])
+        for j in range(len(x)):
+            off = refinement_offset(o["base_landmarks"][j], o["heatmap"][j])[:sk.N]
+            adj.append(targets[i + j] - off)
         if bar:
             bar(len(x))
-    return np.concatenate(out) if out else np.zeros((0,))
+    if not feats:
+        return np.zeros((0,)), targets[:0]
+    return np.concatenate(feats), np.asarray(adj, np.float32)
 
 
 def _augmented(crops_u8, targets, weights, copies: int, seed: int, bar=None):
@@ -310,7 +335,12 @@ def train_head(student, feats, targets, weights, val, cfg: Config, progress=None
 
     from .student import _lr_factor, _trainable, landmark_loss
     params = _trainable(student, "head")
-    opt = torch.optim.Adam(params, lr=cfg.lr)
+    # the head's bias is where a labelling convention lives (COCO's hips sit lower than MediaPipe's):
+    # Adam moves every parameter by about lr a step, so the bias gets a step in pixels and the
+    # 1152-wide weights a small one (each of them moves all outputs at once)
+    groups = [{"params": [p for p in params if p.dim() > 1], "lr": cfg.lr, "base": cfg.lr},
+              {"params": [p for p in params if p.dim() <= 1], "lr": cfg.bias_lr, "base": cfg.bias_lr}]
+    opt = torch.optim.Adam([g for g in groups if g["params"]])
     f, t, w = (torch.from_numpy(np.ascontiguousarray(a)) for a in (feats, targets, weights))
     rng = np.random.default_rng(cfg.seed)
     steps = math.ceil(len(f) / cfg.batch_size)
@@ -335,12 +365,12 @@ def train_head(student, feats, targets, weights, val, cfg: Config, progress=None
                 pred = student.raw_from_features(f[idx])[:, :sk.N, :2]
                 loss = landmark_loss(pred, t[idx], w[idx])
                 for g in opt.param_groups:
-                    g["lr"] = cfg.lr * _lr_factor(k, total, warm)
+                    g["lr"] = g["base"] * _lr_factor(k, total, warm)
                 k += 1
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                num += float(loss) * float(w[idx].sum())
+                num += float(loss.detach()) * float(w[idx].sum())
                 den += float(w[idx].sum())
             rec = {"epoch": epoch, "loss": num / max(den, 1e-9), "val": val_loss(),
                    "seconds": time.perf_counter() - t0, "crops": len(f)}
@@ -365,7 +395,7 @@ def train_student(project, start_spec: str | None, data: dict, cfg: Config, bar_
     import torch
 
     from . import student as stu
-    from .student_runtime import OrtLandmarks, export_checked, load_student
+    from .student_runtime import TRAIN_OUTPUTS, OrtLandmarks, export_checked, load_student
     stu.set_threads(cfg.threads)
     student = load_student(start_spec, cfg.threads) if start_spec else stu.Student(threads=cfg.threads)
     crops, targets, weights = data["crops"], data["targets"], data["weights"]
@@ -373,55 +403,52 @@ def train_student(project, start_spec: str | None, data: dict, cfg: Config, bar_
     tr = ~vmask
     stats = {"train_crops": int(tr.sum()), "val_crops": int(vmask.sum()), "copies": cfg.copies}
     t0 = time.perf_counter()
+    copies = cfg.copies if cfg.mode == "head" else min(cfg.copies, 1)   # full mode: every crop costs a backward pass
+    stats["copies"] = copies
+    feat_onnx = Path(project.root) / "models" / f".features-{os.getpid()}.onnx"
+    export_checked(student, feat_onnx, outputs=TRAIN_OUTPUTS,
+                   crop=crops[:1].astype(np.float32) / 255.0 if len(crops) else None)
+    try:
+        fn = OrtLandmarks(feat_onnx, cfg.threads)
+        n_aug = int(tr.sum()) * copies
+        bar = _bar(bar_factory, int(tr.sum()) + n_aug + int(vmask.sum()), "features", "crop")
+        ax, at, aw = _augmented(crops[tr], targets[tr], weights[tr], copies, cfg.seed, None)
+        x = np.concatenate([crops[tr], ax])
+        t = np.concatenate([targets[tr], at])
+        w = np.concatenate([weights[tr], aw])
+        del ax
+        feats, t = _features(fn, x, t, bar=bar.update if bar else None)
+        vf = vt = None
+        if vmask.any():
+            vf, vt = _features(fn, crops[vmask], targets[vmask], bar=bar.update if bar else None)
+        if bar:
+            bar.close()
+    finally:
+        feat_onnx.unlink(missing_ok=True)
+    stats["feature_seconds"] = time.perf_counter() - t0
+    stats["feature_crops_per_s"] = len(feats) / max(stats["feature_seconds"], 1e-9)
+    t1 = time.perf_counter()
     if cfg.mode == "head":
-        tmpdir = Path(project.root) / "models"
-        feat_onnx = tmpdir / f".features-{os.getpid()}.onnx"
-        export_checked(student, feat_onnx, outputs=("features",), crop=crops[:1].astype(np.float32) / 255.0
-                       if len(crops) else None)
-        try:
-            fn = OrtLandmarks(feat_onnx, cfg.threads)
-            n_aug = int(tr.sum()) * cfg.copies
-            bar = _bar(bar_factory, int(tr.sum()) + n_aug + int(vmask.sum()), "features", "crop")
-            ax, at, aw = _augmented(crops[tr], targets[tr], weights[tr], cfg.copies, cfg.seed, None)
-            x = np.concatenate([crops[tr], ax])
-            t = np.concatenate([targets[tr], at])
-            w = np.concatenate([weights[tr], aw])
-            del ax
-            feats = _features(fn, x, bar=bar.update if bar else None)
-            del x
-            val = None
-            if vmask.any():
-                vf = _features(fn, crops[vmask], bar=bar.update if bar else None)
-                val = (torch.from_numpy(vf), torch.from_numpy(targets[vmask]), torch.from_numpy(weights[vmask]))
-            if bar:
-                bar.close()
-        finally:
-            feat_onnx.unlink(missing_ok=True)
-        stats["feature_seconds"] = time.perf_counter() - t0
-        stats["feature_crops_per_s"] = len(feats) / max(stats["feature_seconds"], 1e-9)
-        t1 = time.perf_counter()
+        del x
+        val = None if vf is None else (torch.from_numpy(vf), torch.from_numpy(vt), torch.from_numpy(weights[vmask]))
         bar = _bar(bar_factory, cfg.epochs, "train head", "epoch")
         curve = train_head(student, feats, t, w, val, cfg,
                            progress=(lambda r: (bar.update(1), bar.set_postfix(loss=f"{r['loss']:.2f}"))) if bar
                            else None)
-        if bar:
-            bar.close()
-        stats["train_seconds"] = time.perf_counter() - t1
-        stats["train_crops_per_s"] = len(feats) * cfg.epochs / max(stats["train_seconds"], 1e-9)
     else:
-        f32 = crops[tr].astype(np.float32) / 255.0
-        val = None
-        if vmask.any():
-            val = (crops[vmask].astype(np.float32) / 255.0, targets[vmask], weights[vmask])
-        steps = math.ceil(len(f32) / 8) * cfg.epochs
-        bar = _bar(bar_factory, steps, "train full", "batch")
-        curve = stu.train(student, f32, targets[tr], weights[tr], epochs=cfg.epochs, lr=cfg.lr, batch_size=8,
-                          augment=True, mode="full", val=val, seed=cfg.seed, threads=cfg.threads,
+        del feats
+        f32 = x.astype(np.float32) / 255.0
+        del x
+        val = None if vf is None else (crops[vmask].astype(np.float32) / 255.0, vt, weights[vmask])
+        bar = _bar(bar_factory, math.ceil(len(f32) / 8) * cfg.epochs, "train full", "batch")
+        curve = stu.train(student, f32, t, w, epochs=cfg.epochs, lr=cfg.lr, batch_size=8, augment=False,
+                          mode="full", val=val, seed=cfg.seed, threads=cfg.threads,
                           progress=(lambda i: bar.update(1)) if bar else None)
-        if bar:
-            bar.close()
-        stats["train_seconds"] = time.perf_counter() - t0
-        stats["train_crops_per_s"] = len(f32) * cfg.epochs / max(stats["train_seconds"], 1e-9)
+    if bar:
+        bar.close()
+    n = len(t)
+    stats["train_seconds"] = time.perf_counter() - t1
+    stats["train_crops_per_s"] = n * cfg.epochs / max(stats["train_seconds"], 1e-9)
     return student, curve, stats
 
 
@@ -465,6 +492,30 @@ def gold_predictions(project, est, gold_ids: list[int], progress=None) -> dict:
             continue
         h, w = rgb.shape[:2]
         out[row.file_name] = [to_person(p, w, h) for p in est.predict(rgb)]
+        if progress:
+            progress(1)
+    return out
+
+
+def gold_roi_predictions(project, est, gold_ids: list[int], progress=None) -> dict:
+    """Each gold person predicted from the ROI of its own points (what re-prediction does for a
+    person already in the project): measures the landmark model itself, on every gold person,
+    including those the detector misses (where the pre-fill figures cannot tell models apart)."""
+    from .prefill import to_person
+    out = {}
+    for iid in gold_ids:
+        f = project.store.load_frame(iid)
+        people = [p for p in f.persons if (p.verified & (p.vis != NOT_LABELLED)).any()]
+        rois = [person_roi(p) for p in people]
+        if not any(r is not None for r in rois):
+            out[f.file_name] = []
+            continue
+        try:
+            rgb = project.load_rgb(iid)
+        except UserError:
+            continue
+        h, w = rgb.shape[:2]
+        out[f.file_name] = [to_person(est.predict_roi(rgb, r), w, h) for r in rois if r is not None]
         if progress:
             progress(1)
     return out
@@ -627,6 +678,7 @@ def run_round(project, cfg: Config, quiet: bool = True, log: Callable[[str], Non
             rec.update(counts={**data["counts"], "gold_images": len(gold), "train_images": len(train_ids),
                                "crops": int(len(data["crops"]))},
                        thresholds={"conf": cfg.conf_threshold, "max_spread": cfg.max_spread,
+                                   "max_teacher_error": cfg.max_teacher_error,
                                    "pseudo_weight": cfg.pseudo_weight, "gold_fraction": cfg.gold_fraction},
                        train_image_ids=sorted({int(i) for i in data["owners"][:, 0]}), gold_image_ids=gold,
                        seconds=times)
@@ -656,10 +708,13 @@ def run_round(project, cfg: Config, quiet: bool = True, log: Callable[[str], Non
         if "decision" not in rec:
             t0 = time.perf_counter()
             gt = gold_gt(project, gold)
-            bar = _bar(bars, 2 * len(gold), "gold", "img")
-            before = gold_predictions(project, teacher_est, gold, bar.update if bar else None)
+            bar = _bar(bars, 4 * len(gold), "gold", "img")
+            up = bar.update if bar else None
             student_est = _student_estimator(project, spec, cfg.threads)
-            after = gold_predictions(project, student_est, gold, bar.update if bar else None)
+            before = gold_roi_predictions(project, teacher_est, gold, up)
+            after = gold_roi_predictions(project, student_est, gold, up)
+            pf_before = gold_predictions(project, teacher_est, gold, up)
+            pf_after = gold_predictions(project, student_est, gold, up)
             if bar:
                 bar.close()
             from .metrics import evaluate
@@ -667,6 +722,8 @@ def run_round(project, cfg: Config, quiet: bool = True, log: Callable[[str], Non
             ma = evaluate(gt, after, keypoints="all", bootstrap=0)
             boot = paired_bootstrap(gt, before, after, cfg.bootstrap, cfg.seed)
             ok, why = decide(mb, ma, boot)
+            rec.update(prefill_before=summarize(evaluate(gt, pf_before, keypoints="all", bootstrap=0)),
+                       prefill_after=summarize(evaluate(gt, pf_after, keypoints="all", bootstrap=0)))
             times["gold"] = time.perf_counter() - t0
             rec.update(gold_before=summarize(mb), gold_after=summarize(ma), bootstrap=boot,
                        decision="accepted" if ok else "rejected", seconds=times)

@@ -133,8 +133,8 @@ def split(store) -> dict[int, str]:
 def assign_split(store, image_ids, gold_fraction: float, k: int | None = None) -> dict[int, str]:
     """Give each not-yet-assigned image a frozen split; earlier assignments never change.
 
-    The choice hashes the image's file name (stable across machines and
-    reruns), so which images are gold does not depend on the order they
+    The choice hashes the image's base file name (stable across machines,
+    project folders and reruns), so which images are gold does not depend on the order they
     were verified in.
     """
     import hashlib
@@ -144,7 +144,7 @@ def assign_split(store, image_ids, gold_fraction: float, k: int | None = None) -
     for iid in image_ids:
         if iid in known:
             continue
-        name = store.image(iid).file_name
+        name = Path(store.image(iid).file_name).name    # not the folder: same choice wherever the project is
         u = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
         new.append((iid, "gold" if u < gold_fraction else "train", time.time(), k))
     if new:
