@@ -89,6 +89,39 @@ def test_heatmap_is_sure_where_the_model_put_a_point_and_not_elsewhere(estimator
     assert np.median(off) < np.median(at) - 0.2
     f = S.person_tta_features(estimator, rgb, p.xy, roi)
     assert set(f) == set(S.TTA_SIGNALS) and np.allclose(f["heat"], 1 - at)
+    # the heatmap's spread: a few cells wide where the person is clear, and larger on a crop that
+    # holds the person at a quarter of the size (each cell covers 4x the pixels, the peaks blur)
+    peak, spread = S.heat_stats(estimator, rgb, roi, p.xy)
+    assert np.allclose(peak, at) and (spread >= 0).all()
+    body = [11, 12, 23, 24, 13, 14, 25, 26]
+    assert np.median(spread[body]) < 0.25 * S.torso_length(p.xy), spread[body]
+    assert np.allclose(f["heat_spread"], np.log1p(S.oks_units(spread, S.torso_area(p.xy))))
+    wide = (roi[0], roi[1], 4 * roi[2], 4 * roi[3], roi[4])
+    _, spread4 = S.heat_stats(estimator, rgb, wide, p.xy)
+    assert np.median(spread4[body]) > np.median(spread[body])
+
+
+def test_shifted_crops_move_with_the_roi_axes():
+    """A shift variant moves the crop along the ROI's own axes (so it means the same for a rotated ROI)."""
+    class Spy:
+        def __init__(self):
+            self.rois = []
+
+        def predict_roi(self, rgb, roi):
+            self.rois.append(roi)
+
+            class P:
+                xy = np.zeros((33, 2))
+            return P()
+    import math
+    spy = Spy()
+    rgb = np.zeros((100, 200, 3), np.uint8)
+    S.tta_predictions(spy, rgb, (100.0, 50.0, 40.0, 40.0, math.pi / 2),
+                      variants=(("right", False, 1.0, 0.0, 0.1, 0.0), ("plain", False, 1.0, 0.0)))
+    (x, y, w, h, r), plain = spy.rois
+    assert plain == (100.0, 50.0, 40.0, 40.0, math.pi / 2)
+    # a crop turned 90 degrees: its x axis points down the image
+    assert (x, y) == pytest.approx((100.0, 54.0)) and (w, h, r) == pytest.approx((40.0, 40.0, math.pi / 2))
 
 
 def test_shape_signals_flag_a_stretched_bone_and_a_collapsed_leg(clear_people):
