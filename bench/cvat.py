@@ -1,6 +1,7 @@
 """CVAT push / pull throughput for a synthetic project (default 500 images, 1-2 people each).
 
     .venv/bin/python bench/cvat.py                 # against tests/cvat_server.py (in this process)
+    .venv/bin/python bench/cvat.py --server-version 2.23.0    # old-server emulation
     .venv/bin/python bench/cvat.py --real          # against CVAT_URL / CVAT_USER / CVAT_PASSWORD
 
 Prints images/s and points/s for: push (task creation, image upload,
@@ -57,6 +58,7 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=500)
     ap.add_argument("--segment-size", type=int, default=50)
     ap.add_argument("--real", action="store_true", help="use CVAT_URL/CVAT_USER/CVAT_PASSWORD")
+    ap.add_argument("--server-version", default="2.80.0", help="test server's emulated CVAT version (e.g. 2.23.0)")
     a = ap.parse_args()
     server = None
     if a.real:
@@ -68,7 +70,7 @@ def main() -> int:
     else:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
         from cvat_server import CvatTestServer
-        server = CvatTestServer(strict=False).start()     # schema checks are for tests; they dominate time
+        server = CvatTestServer(a.server_version, strict=False).start()     # schema checks are for tests; they dominate time
         server.add_user("bench", "bench-pw")
         url, creds = server.url, {"user": "bench", "password": "bench-pw"}
     try:
