@@ -29,7 +29,6 @@ looked; when it did, the content decides.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import tempfile

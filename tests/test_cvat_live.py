@@ -27,7 +27,6 @@ from annotator.model import OCCLUDED, VISIBLE
 from annotator.project import Project
 
 from .test_cvat_sync import edit_on_server, element, make_project, one_line_error
-from .test_cvat_xml import gt_frames
 
 LIVE = all(os.environ.get(k) for k in ("CVAT_URL", "CVAT_USER", "CVAT_PASSWORD"))
 pytestmark = [pytest.mark.live_cvat, pytest.mark.needs_data,

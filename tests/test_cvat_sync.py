@@ -6,6 +6,7 @@ cvat-sdk's own Job proxy (PATCH annotations?action=update, job state).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,9 +45,6 @@ def make_project(tmp_path, gt_dev, n=4) -> Path:
         s = import_frames(proj, frames, "predicted", source="import:gt")
         assert s["images_matched"] == n and s["persons_added"] >= n
     return root
-
-
-from pathlib import Path  # noqa: E402
 
 
 def cvat(*args, capsys=None):
