@@ -56,6 +56,7 @@ class App:
         self.frame_ms: list[float] = []
         self.queue_rows: list[int] = []
         self._closed = False
+        self._was_typing = False
         self.poll_mouse = True          # the benchmark drives drags itself
 
     # -- setup ---------------------------------------------------------------------------------------
@@ -223,7 +224,8 @@ class App:
             self.state.wheel(x, y, float(app_data))
 
     def _typing(self) -> bool:
-        return any(dpg.is_item_active(i) for i in self.inputs)
+        """A text field has (or had, last frame: Enter ends the edit) the keyboard: no shortcuts."""
+        return self._was_typing or any(dpg.is_item_active(i) for i in self.inputs)
 
     def _on_key(self, sender, app_data) -> None:
         code = app_data if isinstance(app_data, int) else app_data[0]
@@ -563,6 +565,7 @@ class App:
         t0 = time.perf_counter()
         dpg.run_callbacks(dpg.get_callback_queue())
         self.tick()
+        self._was_typing = any(dpg.is_item_active(i) for i in self.inputs)
         t1 = time.perf_counter()
         dpg.render_dearpygui_frame()
         dt = time.perf_counter() - t0
