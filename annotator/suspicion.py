@@ -8,11 +8,11 @@ are computed per point and combined by a calibrated logistic model
 
 - model:   1 - confidence (visibility x presence), points outside the image,
            the person's mean confidence, detection score and size;
-- re-runs: the landmark model again on a mirrored, rescaled and rotated crop of
+- re-runs: the landmark model again on mirrored, rescaled, rotated and shifted crops of
            the same person (TTA): a point it cannot place consistently is
            likely wrong (`tta`, `tta_max`, `flip`); when the mirrored run fits
            the *swapped* labels better, left/right are likely swapped (`swap`);
-           and the network's own heatmap peak at the point (`heat`);
+           and the network's own heatmap at the point: its peak (`heat`) and spread (`heat_spread`);
 - shape:   bone lengths against learned statistics (torso-normalised),
            left/right symmetry, joint angles outside their range, limbs
            crossed against the torso's left/right axis, left on top of right;
@@ -28,7 +28,7 @@ calibration data cannot weigh (video and round signals on a photo set) enter
 as a documented prior: two predictions that cannot both be right make one of
 them wrong with probability up to 1/2, combined by noisy-OR.
 
-Re-run signals cost ~6 landmark runs per person, so they are computed once
+Re-run signals cost ~10 landmark runs per person (~200 ms CPU), so they are computed once
 (pre-fill hook tta_for_poses/store_prefill_tta, or `suspicion --tta`) and
 kept per person in the project's kv table, tied to the points they judged.
 """
