@@ -152,16 +152,20 @@ def pseudo_labels(est, rgb: np.ndarray, roi, mirrored: np.ndarray | None = None,
     return mean, conf, spread
 
 
-def person_roi(p) -> tuple | None:
+def person_roi(p, verified_only: bool = False) -> tuple | None:
     """MediaPipe's landmarks-to-ROI rule from a stored person's labelled points only.
 
     Centre at the mid hip (else mid shoulder, else the points' box centre),
     rotation from hips to shoulders, side 2 x 1.25 x the farthest labelled
     point (blazepose.aux_from_body + alignment_roi, without the unlabelled
     points an imported COCO-17 person carries at 0, 0). None below 4 points.
+    verified_only: from the verified points alone (gold: the ROI must not move
+    when a round re-predicts the person's other points).
     """
     from .blazepose import alignment_roi
     m = (p.vis != NOT_LABELLED) & np.isfinite(p.xy).all(1)
+    if verified_only:
+        m &= p.verified
     if m.sum() < 4:
         return None
     xy = p.xy
@@ -506,7 +510,7 @@ def gold_roi_predictions(project, est, gold_ids: list[int], progress=None) -> di
     for iid in gold_ids:
         f = project.store.load_frame(iid)
         people = [p for p in f.persons if (p.verified & (p.vis != NOT_LABELLED)).any()]
-        rois = [person_roi(p) for p in people]
+        rois = [person_roi(p, verified_only=True) for p in people]
         if not any(r is not None for r in rois):
             out[f.file_name] = []
             continue

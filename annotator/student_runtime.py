@@ -248,7 +248,12 @@ def landmark_runtime(spec, threads: int = 1, min_keypoint_conf: float | None = N
         except UserError:
             pass
         cache.unlink(missing_ok=True)              # a broken or outdated cache is rebuilt below
-    export_checked(student, cache, RUN_OUTPUTS)
+    try:
+        export_checked(student, cache, RUN_OUTPUTS)
+    except OSError:                                # read-only model folder: a private temp copy
+        import tempfile
+        cache = Path(tempfile.mkdtemp(prefix="pose-student-")) / cache.name
+        export_checked(student, cache, RUN_OUTPUTS)
     return OrtLandmarks(cache, threads, min_keypoint_conf)
 
 

@@ -227,3 +227,14 @@ def test_bad_student_files(project, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(UserError, match=r"pip install \.\[train\]"):
         attach_student(est, spec)
+
+
+def test_gold_roi_ignores_unverified_points(project):
+    """A round re-predicts a gold person's unverified points; the gold ROI must not follow them."""
+    st = project.store
+    p = next(q for i in st.images() for q in st.load_frame(i.id).persons if q.verified.any() and not q.fully_verified)
+    roi = D.person_roi(p, verified_only=True)
+    moved = p.copy()
+    moved.xy[~moved.verified] += 300.0
+    assert D.person_roi(moved, verified_only=True) == roi
+    assert D.person_roi(moved) != D.person_roi(p)
