@@ -41,7 +41,7 @@ import math
 import os
 import resource
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -636,9 +636,6 @@ def run_round(project, cfg: Config, quiet: bool = True, log: Callable[[str], Non
     cur = reg.unfinished(store)
     if cur is not None:
         k, teacher = cur["k"], cur["teacher"]
-        if cur["mode"] != cfg.mode:
-            cfg.mode = cur["mode"]
-            cfg = Config(**{**asdict(cfg), "epochs": None, "lr": None}).resolved()
         saved = cur["record"].get("config")
         if saved:   # resume with the round's own settings, not today's flags
             cfg = Config(**{**asdict(Config()), **saved}).resolved()

@@ -86,6 +86,7 @@ def write_report(proj, rounds: list[dict], out: Path) -> Path:
                            label="teacher" if r is done[0] else None)
                 ax[i].annotate(r["status"][0].upper(), (r["k"], r["record"]["gold_after"].get(key) or 0),
                                textcoords="offset points", xytext=(4, 4))
+            ax[i].set_xticks(xs)
             ax[i].set_xlabel("round (0 = MediaPipe)")
             ax[i].set_title({"oks_ap": "gold OKS AP", "pck_0_05": "gold PCK@0.05"}[key])
             ax[i].grid(alpha=0.3)

@@ -76,7 +76,6 @@ def main() -> int:
             print(f"  features (onnxruntime, frozen backbone): {tr.get('feature_crops_per_s', float('nan')):.1f} crops/s")
             print(f"  head training on cached features: {tr.get('train_crops_per_s', float('nan')):.0f} crops/s")
             # full mode: forward + backward through the whole network, torch eager on CPU
-            data = D.load_data(work / "models" / "missing.npz", "") or None
             est = D.estimator_for(proj, "mediapipe")
             ids = [i for i in rec["train_image_ids"]][:10]
             data = D.collect_data(proj, est, ids, D.Config(max_people=8 * a.full_steps))

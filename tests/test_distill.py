@@ -232,9 +232,33 @@ def test_bad_student_files(project, tmp_path, monkeypatch):
 def test_gold_roi_ignores_unverified_points(project):
     """A round re-predicts a gold person's unverified points; the gold ROI must not follow them."""
     st = project.store
-    p = next(q for i in st.images() for q in st.load_frame(i.id).persons if q.verified.any() and not q.fully_verified)
+    p = next(q for i in st.images() for q in st.load_frame(i.id).persons
+             if q.verified.any() and (~q.verified & q.labelled).any())
     roi = D.person_roi(p, verified_only=True)
     moved = p.copy()
     moved.xy[~moved.verified] += 300.0
     assert D.person_roi(moved, verified_only=True) == roi
     assert D.person_roi(moved) != D.person_roi(p)
+
+
+@pytest.mark.slow
+def test_round_on_all_of_pose_gt_dev(tmp_path, gt_dev):
+    """The measurement of the issue: every pose-gt-dev photo, COCO-17 imported as verified, one round."""
+    from exporters.coco import read_coco
+
+    from annotator.importing import import_frames
+    from annotator.prefill import prefill
+    proj, _ = Project.create(tmp_path / "p", [GT_DEV / "images"])
+    prefill(proj, workers=2, progress=False)
+    _, frames = read_coco(GT_DEV / "annotations.json")
+    import_frames(proj, frames, "verified", source="import:gt")
+    verified = _points(proj.store, verified_only=True)
+    row = D.run_round(proj, D.Config())
+    rec = row["record"]
+    assert row["status"] in ("accepted", "rejected") and rec["counts"]["people"] > 50
+    assert rec["gold_before"]["n_gt_people"] > 50
+    assert _points(proj.store, verified_only=True) == verified
+    if row["status"] == "accepted":
+        assert rec["gold_after"]["oks_ap"] >= rec["gold_before"]["oks_ap"]
+        assert rec["gold_after"]["pck_0_05"] >= rec["gold_before"]["pck_0_05"]
+    proj.close()
