@@ -72,7 +72,7 @@ def load_student(spec, threads: int = 1):
 
 
 def onnx_cache_path(path: Path, sha: str) -> Path:
-    return path.with_name(f"{path.name}.{sha[:16]}.rt3.onnx")
+    return path.with_name(f"{path.name}.{sha[:16]}.rt4.onnx")
 
 
 def export_checked(student, out, outputs=RUN_OUTPUTS, crop: np.ndarray | None = None) -> dict:
@@ -108,31 +108,65 @@ def export_checked(student, out, outputs=RUN_OUTPUTS, crop: np.ndarray | None = 
 _BASE = {}
 
 
-def runtime_net(student, outputs=RUN_OUTPUTS):
-    """torch module: NHWC crop -> tuple of `outputs`; 'base_landmarks' is MediaPipe's original
-    landmark head on the student's features (see the module docstring)."""
+def backbone_is_base(student) -> bool:
+    """True when only the landmark head differs from MediaPipe's network (every 'head' round)."""
     import torch
+    base = _base()
+    head = {id(p) for p in student.module.head_parameters("landmarks")}
+    bp = dict(base.named_parameters())
+    for name, p in student.module.named_parameters():
+        if id(p) not in head and (name not in bp or not torch.equal(p.detach(), bp[name].detach())):
+            return False
+    return True
 
-    from .tflite_torch import FEATURES, load_pose_landmark
 
+def _base():
+    from .tflite_torch import load_pose_landmark
     if "base" not in _BASE:
         _BASE["base"] = load_pose_landmark().eval()
-    base = _BASE["base"]
+    return _BASE["base"]
+
+
+def runtime_net(student, outputs=RUN_OUTPUTS):
+    """torch module: NHWC crop -> tuple of `outputs`.
+
+    'landmarks' and 'features' are the student's; 'base_landmarks',
+    'pose_flag' and 'heatmap' are MediaPipe's own on the same crop: its
+    original head on the student's features when the backbone is unchanged
+    (one pass), else the whole original network beside the student (two
+    passes), so which detections count as people and how far refinement
+    moves a point stay exactly MediaPipe's (a fine-tuned backbone's
+    unsupervised pose flag and heatmaps drift).
+    """
+    import torch
+
+    from .tflite_torch import FEATURES
+    base = _base()
     names = tuple(outputs)
+    shared = backbone_is_base(student)
 
     class RuntimeNet(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.student, self.base = student.module, base
             self.names = names
+            self.shared = shared
 
         def forward(self, x):
-            own = [n for n in names if n != "base_landmarks"]
-            if "base_landmarks" in names and FEATURES not in own:
-                own.append(FEATURES)
-            out = self.student(x, tuple(own))
-            if "base_landmarks" in names:
-                out["base_landmarks"] = self.base.forward_from(FEATURES, out[FEATURES], ("landmarks",))["landmarks"]
+            mine = {"landmarks", FEATURES} & set(names)
+            if self.shared:
+                mine |= {FEATURES} | ({"pose_flag", "heatmap"} & set(names))
+            out = self.student(x, tuple(sorted(mine)))
+            if self.shared:
+                if "base_landmarks" in names:
+                    out["base_landmarks"] = self.base.forward_from(FEATURES, out[FEATURES], ("landmarks",))["landmarks"]
+            else:
+                want = {"pose_flag", "heatmap", "base_landmarks"} & set(names)
+                if want:
+                    b = self.base(x, tuple(sorted({"landmarks" if n == "base_landmarks" else n for n in want})))
+                    if "base_landmarks" in want:
+                        b["base_landmarks"] = b.pop("landmarks")
+                    out.update(b)
             return tuple(out[n] for n in names)
 
     return RuntimeNet().eval()

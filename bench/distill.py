@@ -47,6 +47,7 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=40)
     ap.add_argument("--full-steps", type=int, default=4, help="batches of 8 for the full-mode throughput")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--mode", choices=["head", "full"], default="head", help="mode of the timed round")
     a = ap.parse_args()
     from annotator import distill as D
     from annotator import student as stu
@@ -63,18 +64,18 @@ def main() -> int:
         work = tmp / "work"
         shutil.copytree(src, work, ignore=shutil.ignore_patterns("models"))
         with Project.open(work) as proj:
-            cfg = D.Config(threads=a.threads)
+            cfg = D.Config(threads=a.threads, mode=a.mode)
             t0 = time.perf_counter()
             row = D.run_round(proj, cfg)
             wall = time.perf_counter() - t0
             rec = row["record"]
             tr = rec.get("train", {})
-            print(f"round (head, {cfg.resolved().epochs} epochs, {cfg.copies} copies): {wall:.1f}s wall,"
+            print(f"round ({a.mode}, {cfg.resolved().epochs} epochs): {wall:.1f}s wall,"
                   f" status {row['status']}; stages " + ", ".join(f"{k} {v:.1f}s" for k, v in rec["seconds"].items()))
-            print(f"  people {rec['counts']['people']}, crops trained {tr.get('train_crops')} x{1 + cfg.copies},"
+            print(f"  people {rec['counts']['people']}, crops trained {tr.get('train_crops')} x{1 + tr.get('copies', 0)},"
                   f" gold images {rec['counts']['gold_images']}")
             print(f"  features (onnxruntime, frozen backbone): {tr.get('feature_crops_per_s', float('nan')):.1f} crops/s")
-            print(f"  head training on cached features: {tr.get('train_crops_per_s', float('nan')):.0f} crops/s")
+            print(f"  {a.mode} training in the round: {tr.get('train_crops_per_s', float('nan')):.1f} crops/s")
             # full mode: forward + backward through the whole network, torch eager on CPU
             est = D.estimator_for(proj, "mediapipe")
             ids = [i for i in rec["train_image_ids"]][:10]

@@ -262,3 +262,29 @@ def test_round_on_all_of_pose_gt_dev(tmp_path, gt_dev):
         assert rec["gold_after"]["oks_ap"] >= rec["gold_before"]["oks_ap"]
         assert rec["gold_after"]["pck_0_05"] >= rec["gold_before"]["pck_0_05"]
     proj.close()
+
+
+def test_runtime_keeps_mediapipe_gate_for_a_finetuned_backbone(project):
+    """A 'full' round changes the backbone; which crops count as people (pose flag, heatmaps) and the
+    refinement offset must still be MediaPipe's, only the points are the student's."""
+    import torch
+
+    from annotator.student import Student
+    from annotator.student_runtime import RUN_OUTPUTS, backbone_is_base, runtime_net
+    img = project.store.images()[0]
+    p = project.store.load_frame(img.id).persons[0]
+    crop, _ = D.estimator_for(project, "mediapipe").crop(project.load_rgb(img.id), D.person_roi(p))
+    x = torch.from_numpy(crop[None])
+    s = Student(threads=2)
+    assert backbone_is_base(s)
+    head = {id(q) for q in s.module.head_parameters("landmarks")}
+    first = next(q for q in s.module.parameters() if id(q) not in head and q.dim() == 4)
+    with torch.no_grad():
+        first.mul_(1.5)
+    assert not backbone_is_base(s)
+    with torch.inference_mode():
+        lm, base_lm, flag, hm = runtime_net(s, RUN_OUTPUTS)(x)
+        mp = Student(threads=2).module(x, ("landmarks", "pose_flag", "heatmap"))
+    assert torch.allclose(flag, mp["pose_flag"]) and torch.allclose(hm, mp["heatmap"])
+    assert torch.allclose(base_lm, mp["landmarks"])
+    assert (lm - mp["landmarks"]).abs().max() > 0.5      # the student's own points did change
