@@ -62,7 +62,7 @@ SUMMARY_KEYS = ("oks_ap", "oks_ap50", "pck_0_05", "pck_0_1", "mean_error_px", "m
 
 @dataclass
 class Config:
-    mode: str = "head"                 # 'head' or 'full'
+    mode: str = "full"                 # "full" (every layer) or "head" (landmark layer only, fast)
     epochs: int | None = None          # default 40 (head) / 3 (full)
     lr: float | None = None            # default 1e-4 (head weights) / 3e-6 (full)
     bias_lr: float = 0.05              # head mode: the head's bias (crop pixels per step, roughly)

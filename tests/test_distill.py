@@ -18,7 +18,7 @@ from .conftest import GT_DEV, gt_images
 
 pytestmark = pytest.mark.needs_data
 
-FAST = dict(epochs=4, copies=1, bootstrap=300, gold_fraction=0.35)
+FAST = dict(mode="head", epochs=4, copies=1, bootstrap=300, gold_fraction=0.35)
 
 
 def _points(store, verified_only: bool = False) -> list[tuple]:
