@@ -165,7 +165,7 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
     tasks = plan(project, force, limit)
     total = sum(len(t.items) for t in tasks)
     summary = {"images": total, "done": 0, "failed": 0, "people": 0, "seconds": 0.0, "tta": bool(tta),
-               "suspicion_seconds": 0.0}
+               "suspicion_seconds": 0.0, "startup_seconds": 0.0}
     if not total:
         return summary
     # The name recorded as provenance: engine model (+ student round when used).
@@ -184,6 +184,8 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
 
     def consume(results):
         from . import suspicion
+        if not summary["startup_seconds"]:      # worker start-up + first image, for the bench
+            summary["startup_seconds"] = time.time() - t0
         for image_id, size, poses, err, feats in results:
             if err:
                 project.store.set_image_status(image_id, "failed", err, run_id)
