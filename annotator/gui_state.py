@@ -22,6 +22,7 @@ import numpy as np
 
 from . import skeleton as sk
 from .errors import UserError
+from .gui_conflicts import Conflict, ConflictTracker
 from .model import NOT_LABELLED, OCCLUDED, VISIBLE, Frame, Person
 from .queue import QueueItem, image_queue
 
@@ -51,6 +52,9 @@ DEFAULT_SHORTCUTS: dict[str, str] = {
     "propagate": "ctrl+p",
     "help": "f1",
     "cancel": "escape",
+    "next_conflict": "alt+c",
+    "conflict_keep_local": "alt+l",
+    "conflict_take_server": "alt+s",
 }
 
 SHORTCUT_HELP: dict[str, str] = {
@@ -72,6 +76,9 @@ SHORTCUT_HELP: dict[str, str] = {
     "prev_frame": "previous video frame", "next_frame": "next video frame",
     "propagate": "propagate the selected person's correction to neighbouring frames",
     "help": "this help", "cancel": "cancel box / deselect",
+    "next_conflict": "next image with a CVAT conflict",
+    "conflict_keep_local": "CVAT conflict: keep our version of the person",
+    "conflict_take_server": "CVAT conflict: take the server's version of the person",
 }
 
 MODS = ("ctrl", "shift", "alt")
@@ -507,6 +514,7 @@ class AppState:
         self.last_show_seconds = 0.0
         self._estimator = None
         self._suspects: list[tuple[int, int, float]] | None = None
+        self.conflicts = ConflictTracker(project)
 
     # -- plumbing --------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -529,7 +537,7 @@ class AppState:
         """After any command: reload the touched people from SQLite, so the screen shows what is saved."""
         if self.image_id in images:
             self._reload_people()
-        self.mark("queue")
+        self.mark("queue", "conflicts")
 
     def _reload_people(self) -> None:
         old = {p.id for p in self.frame.persons} if self.frame else set()
@@ -577,13 +585,17 @@ class AppState:
         if self.pos is None:
             self.pos = -1
         self.sel_person = self.frame.persons[0].id if len(self.frame.persons) == 1 else None
+        here = {p.id for p in self.frame.persons}
+        first = next((c.person_id for c in self.conflicts.on_image(image_id) if c.person_id in here), None)
+        if first is not None:
+            self.sel_person = first
         self.sel_point = None
         self.preview.clear()
         self.drag = None
         self._suspects = None
         h, w = d.rgb.shape[:2]
         self.view.fit(w, h, *self.canvas)
-        self.mark("image", "people", "selection", "table", "queue", "view", "frames")
+        self.mark("image", "people", "selection", "table", "queue", "view", "frames", "conflicts")
         self._schedule_prefetch()
         self.store.set_kv(self._last_key, image_id)
         self.last_show_seconds = time.perf_counter() - t0
@@ -969,6 +981,8 @@ class AppState:
         if aid is None:
             self.say(f"nothing to {verb[:-1] if verb.endswith('d') else verb}")
             return None
+        if self.conflicts.after_undo_redo(aid, undo=verb == "undid"):
+            self.mark("queue", "conflicts", "selection")
         a = self.store.action(aid)
         images = {self.store.person_image(pid) for pid, _, _ in a["changes"]}
         if self.image_id not in images and images:
@@ -1057,8 +1071,53 @@ class AppState:
             "prev_frame": lambda: self.step_frame(-1),
             "next_frame": lambda: self.step_frame(+1),
             "propagate": self.propagate,
+            "next_conflict": self.next_conflict,
+            "conflict_keep_local": lambda: self.resolve_conflict("local"),
+            "conflict_take_server": lambda: self.resolve_conflict("server"),
         }
         return table[action]()
+
+    # -- CVAT conflicts (annotator/gui_conflicts.py) -------------------------------------------------------------
+    def conflicts_here(self) -> list[Conflict]:
+        return self.conflicts.on_image(self.image_id)
+
+    def conflict_target(self, person_id: int | None = None) -> Conflict:
+        """The conflict to settle: the given person, else the selected one, else the only one on the image."""
+        here = self.conflicts_here()
+        if not here:
+            raise UserError("no CVAT conflict on this image")
+        for want in (person_id, self.sel_person):
+            c = next((c for c in here if c.person_id == want), None)
+            if c is not None:
+                return c
+        if person_id is None and len(here) == 1:
+            return here[0]
+        raise UserError(f"{len(here)} people in CVAT conflict here: select one (W cycles)")
+
+    def resolve_conflict(self, prefer: str, person_id: int | None = None) -> int | None:
+        """Keep local / take server for one person, as an undoable command (CvatSync.resolve)."""
+        c = self.conflict_target(person_id)
+        aid = self.conflicts.resolve(self.session, c.person_id, prefer)
+        if self.image_id is not None:
+            self._reload_people()
+        self.mark("queue", "conflicts", "selection")
+        self.say(f"saved: CVAT conflict of person {c.person_id} settled: "
+                 + ("kept ours (the next push sends it)" if prefer == "local" else "took the server's version"))
+        return aid
+
+    def next_conflict(self) -> bool:
+        """Show the next image (by id, wrapping) that has an open CVAT conflict."""
+        ids = self.conflicts.images()
+        if not ids:
+            self.say("no CVAT conflicts")
+            return False
+        cur = self.image_id if self.image_id is not None else -1
+        nxt = next((i for i in ids if i > cur), ids[0])
+        if nxt == self.image_id:
+            self.say("this is the only image with a CVAT conflict")
+            return False
+        self.show(nxt)
+        return True
 
     def _start_box(self):
         self.box_mode = True

@@ -438,3 +438,48 @@ def test_points_table_typing_edits_the_point_not_the_shortcuts(app):
     assert st.image_id == image                                   # no "n"/"p" navigation happened
     assert not ver.all()                                          # Enter did not verify the person
     assert st.store.db.execute("SELECT count(*) FROM actions").fetchone()[0] == n_actions + 1
+
+
+@pytest.mark.needs_data
+def test_cvat_conflict_take_server_button(window, tmp_path, gt_dev, capsys):
+    """A real CVAT conflict (test server, sdk edit, pull): flagged in the queue, the server's skeleton drawn
+    as a ghost, a click on "Take server" puts the server's points in SQLite and clears the conflict."""
+    import dearpygui.dearpygui as dpg
+    from annotator.gui_state import AppState
+    from annotator.project import Project
+    from tests.cvat_server import CvatTestServer
+    from tests.test_cvat_sync import _conflict_setup, creds, cvat
+    with CvatTestServer() as server:
+        server.add_user("alice", "alice-pw")
+        server.add_user("bob", "bob-pw")
+        root, pid, shape, lmap = _conflict_setup(server, tmp_path, gt_dev, capsys)
+        assert cvat("cvat", "pull", root, *creds(server), capsys=capsys)[0] == 0
+    proj = Project.open(root)
+    try:
+        state = AppState(proj, annotator="xdotool", user_config=tmp_path / "none.toml")
+        window.attach(state)
+        image = proj.store.person_image(pid)
+        state.show(next(r[0] for r in proj.store.db.execute("SELECT id FROM images WHERE id!=?", (image,))))
+        for _ in range(3):
+            window.frame()
+        window.offset = _calibrate(window)
+        key(window, "alt+c")                                   # next image with a conflict
+        assert state.image_id == image and state.sel_person == pid
+        state.queue.poll(wait=True)
+        state.mark("queue")
+        for _ in range(3):
+            window.frame()
+        assert any("!C" in s for s in dpg.get_item_configuration(window.queue_list)["items"])
+        assert dpg.is_item_shown("conflict_panel") and dpg.get_item_children(window.ghost_node, 2)
+        b = window.conflict_buttons[(pid, "server")]
+        (x0, y0), (w, h) = dpg.get_item_rect_min(b), dpg.get_item_rect_size(b)
+        xdo(window, "mousemove", int(x0 + w / 2 + window.offset[0]), int(y0 + h / 2 + window.offset[1]),
+            "click", 1, "sleep", 0.2)
+        xy, vis, ver, src = db_person(window, pid)
+        assert tuple(xy[sk.INDEX["left_elbow"]]) == (1.0, 2.0) and src[sk.INDEX["left_elbow"]] == "cvat:bob"
+        db = sqlite3.connect(state.store.path)
+        assert db.execute("SELECT count(*) FROM cvat_conflicts").fetchone()[0] == 0
+        db.close()
+        assert not dpg.is_item_shown("conflict_panel") and not dpg.get_item_children(window.ghost_node, 2)
+    finally:
+        proj.close()

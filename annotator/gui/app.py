@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import skeleton as sk
 from ..errors import UserError
+from ..gui_conflicts import ghost_segments
 from ..gui_state import AppState, point_style
 from ..model import NOT_LABELLED, OCCLUDED, VIS_NAMES, VISIBLE
 from . import keys
@@ -28,6 +29,8 @@ SUSPECT_COLOR = (255, 40, 200, 255)
 SELECT_COLOR = (255, 255, 255, 255)
 BAD_ANGLE = (255, 60, 60, 255)
 GOOD_ANGLE = (120, 255, 120, 230)
+GHOST_COLOR = (255, 255, 255, 200)       # the server's skeleton in a CVAT conflict: dashed white
+CONFLICT_COLOR = (255, 170, 40, 255)
 
 
 def _rgba(c, a=255):
@@ -55,6 +58,8 @@ class App:
         self.inputs: list = []
         self.frame_ms: list[float] = []
         self.queue_rows: list[int] = []
+        self.conflicts_here: list = []
+        self.conflict_buttons: dict[tuple[int, str], int] = {}     # (person id, "local"/"server") -> button
         self._closed = False
         self._was_typing = False
         self.poll_mouse = True          # the benchmark drives drags itself
@@ -77,6 +82,7 @@ class App:
                     self.layer = dpg.add_draw_node(parent=self.dl)
                     self.sel_node = dpg.add_draw_node(parent=self.dl)
                     self.angle_node = dpg.add_draw_node(parent=self.dl)
+                    self.ghost_node = dpg.add_draw_node(parent=self.dl)
                     self.box_item = dpg.draw_rectangle((0, 0), (0, 0), parent=self.dl, color=(255, 255, 0, 255),
                                                        thickness=2, show=False)
                 with dpg.child_window(width=-1, height=-BOTTOM_H, tag="right"):
@@ -109,6 +115,12 @@ class App:
                     dpg.add_text(f"{action.replace('_', ' ')}  [{sc[action]}]")
 
     def _queue_panel(self) -> None:
+        # CVAT conflicts first (only shown when there are any): they block the person's sync
+        with dpg.group(tag="conflict_panel", show=False):
+            self.conflict_count = dpg.add_text("", color=CONFLICT_COLOR)
+            dpg.add_button(label="Next conflict image", width=-1, callback=lambda: self._act("next_conflict"))
+            self.conflict_rows = dpg.add_group()
+            dpg.add_separator()
         dpg.add_text("Review queue")
         from ..gui_state import FILTERS
         dpg.add_combo(list(FILTERS), default_value=self.state.queue.filter, width=-1,
@@ -189,6 +201,8 @@ class App:
             dpg.add_text("Mouse: drag a point moves only that point; Shift+drag moves the whole person;\n"
                          "drag empty space or right-drag pans; wheel zooms at the cursor.\n"
                          "Every edit is saved at once; Ctrl+Z / Ctrl+Shift+Z undo and redo.\n"
+                         "CVAT conflicts (!C in the queue): the server's version is the dashed white skeleton;\n"
+                         "Keep local / Take server in the left panel settle one person (undoable).\n"
                          "Shortcuts: [shortcuts] in project.toml or ~/.config/pose-annotator/config.toml")
 
     # -- input -----------------------------------------------------------------------------------------------
@@ -325,7 +339,10 @@ class App:
             for p in st.frame.persons if st.frame else []:
                 self._update_person(p)
             dirty |= {"selection"}
-        else:
+        if "conflicts" in dirty:
+            self._update_conflicts()
+            dirty |= {"selection"}
+        if not ("image" in dirty or "people" in dirty or "view" in dirty):
             if "persons" in dirty:
                 for p in st.frame.persons:
                     self._update_person(p)
@@ -337,6 +354,8 @@ class App:
                     self._update_person(st.person(d[1]))
         if "selection" in dirty or any(isinstance(d, tuple) for d in dirty):
             self._draw_selection()
+        if "selection" in dirty:
+            self._draw_ghosts()
         if "box" in dirty:
             self._draw_box()
         if "table" in dirty or "selection" in dirty or any(isinstance(d, tuple) for d in dirty):
@@ -531,12 +550,14 @@ class App:
         st = self.state
         q = st.queue
         states = q.state_of([it.image_id for it in q.items])
+        conflicted = set(st.conflicts.images())
         labels = []
         self.queue_rows = []
         for n, it in enumerate(q.items):
             mark = STATE_MARK.get(states.get(it.image_id, it.review_state), "[?]")
             name = it.file_name.rsplit("/", 1)[-1]
-            labels.append(f"{n + 1:>4} {mark} {name[:24]}  {it.score:.1f}")
+            flag = "!C " if it.image_id in conflicted else ""
+            labels.append(f"{n + 1:>4} {mark} {flag}{name[:24]}  {it.score:.1f}")
             self.queue_rows.append(it.image_id)
         dpg.configure_item(self.queue_list, items=labels)
         if 0 <= st.pos < len(labels):
@@ -546,6 +567,55 @@ class App:
         sus = st.suspects()
         dpg.set_value(self.suspect_text, "\n".join(
             f"{sk.NAMES[i]} (person {pid}): {s:.2f}" for pid, i, s in sus[:8]) or "none above the threshold")
+
+    def _update_conflicts(self) -> None:
+        """The CVAT conflict panel: how many images, and per person here: what clashed, keep local / take server."""
+        st = self.state
+        images = st.conflicts.images()
+        self.conflicts_here = st.conflicts_here()
+        dpg.configure_item("conflict_panel", show=bool(images))
+        dpg.delete_item(self.conflict_rows, children_only=True)
+        self.conflict_buttons.clear()
+        if not images:
+            return
+        sc = st.shortcuts.table
+        dpg.set_value(self.conflict_count, f"CVAT conflicts: {len(images)} image(s)"
+                      + (f", {len(self.conflicts_here)} here" if self.conflicts_here else ""))
+        for c in self.conflicts_here:
+            dpg.add_text(c.label + ("\n(server: dashed white skeleton)" if c.server is not None else ""),
+                         wrap=LEFT_W - 20, parent=self.conflict_rows)
+            with dpg.group(horizontal=True, parent=self.conflict_rows):
+                for label, prefer in (("Keep local", "local"), ("Take server", "server")):
+                    b = dpg.add_button(label=label, user_data=(c.person_id, prefer),
+                                       callback=lambda s, a, u: self._guard(self.state.resolve_conflict, u[1], u[0]))
+                    with dpg.tooltip(b):
+                        dpg.add_text(f"[{sc['conflict_keep_local' if prefer == 'local' else 'conflict_take_server']}]"
+                                     " on the selected person; undo with Ctrl+Z")
+                    self.conflict_buttons[(c.person_id, prefer)] = b
+
+    def _draw_ghosts(self) -> None:
+        """The server's version of each person in conflict: dashed skeleton, rings, and where our points differ."""
+        st = self.state
+        dpg.delete_item(self.ghost_node, children_only=True)
+        for c in self.conflicts_here:
+            if c.server is None or c.image_id != st.image_id:
+                continue
+            sv = c.server.vis > 0
+            s = st.view.to_screen(c.server.xy)
+            for p0, p1 in ghost_segments(s, sv, sk.EDGES):
+                dpg.draw_line(p0, p1, color=GHOST_COLOR, thickness=1.5, parent=self.ghost_node)
+            ours = st.person(c.person_id)
+            o = st.view.to_screen(st.display_xy(ours)) if ours is not None else None
+            for i in np.flatnonzero(sv):
+                dpg.draw_circle((float(s[i, 0]), float(s[i, 1])), max(2.0, st.point_size * 0.7), color=GHOST_COLOR,
+                                thickness=1.0, parent=self.ghost_node)
+                if o is not None and ours.vis[i] and np.hypot(*(o[i] - s[i])) > 2.0:
+                    dpg.draw_line(tuple(o[i]), (float(s[i, 0]), float(s[i, 1])), color=CONFLICT_COLOR,
+                                  thickness=1.0, parent=self.ghost_node)
+            if sv.any():
+                top = s[sv].min(0)
+                dpg.draw_text((float(top[0]), float(top[1]) - 18), f"CVAT ({c.cvat_user or 'server'})",
+                              color=GHOST_COLOR, size=14, parent=self.ghost_node)
 
     def _update_frames(self) -> None:
         frames = self.state.video_frames()
@@ -564,7 +634,7 @@ class App:
         self.persons.clear()
         state.set_canvas(*old.canvas)
         dpg.set_value(self.name_input, state.session.annotator)
-        state.mark("image", "people", "selection", "table", "queue", "frames", "status")
+        state.mark("image", "people", "selection", "table", "queue", "frames", "status", "conflicts")
 
     # -- loop ----------------------------------------------------------------------------------------------
     def frame(self) -> float:
