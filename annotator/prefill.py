@@ -27,10 +27,11 @@ from .model import OCCLUDED, VISIBLE, Person
 from .project import Project
 
 VIDEO_CHUNK = 32
+TRACK_BLOCK = 1000      # track ids of a tracked run of frames start at (first frame index) * TRACK_BLOCK
 
 
 def to_person(pose, width: int, height: int, vis_threshold: float = 0.5) -> Person:
-    """A model's PersonPose -> Person: conf = visibility x presence, vis state thresholded."""
+    """A model's PersonPose -> Person: conf = visibility x presence, vis state thresholded (track id kept)."""
     vis = np.asarray(pose.visibility, dtype=np.float64)
     pres = np.asarray(pose.presence, dtype=np.float64) if getattr(pose, "presence", None) is not None \
         and len(pose.presence) else np.ones_like(vis)
@@ -38,7 +39,7 @@ def to_person(pose, width: int, height: int, vis_threshold: float = 0.5) -> Pers
     xy = np.asarray(pose.xy, dtype=np.float64)
     inside = (xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < height)
     state = np.where((conf >= vis_threshold) & inside, VISIBLE, OCCLUDED).astype(np.int8)
-    return Person(xy, state, conf, score=float(pose.score))
+    return Person(xy, state, conf, score=float(pose.score), track_id=getattr(pose, "track_id", None))
 
 
 def default_model_name(kwargs: dict) -> str:
@@ -118,7 +119,14 @@ def _run_task(task: Task) -> list[tuple[int, tuple[int, int] | None, list | None
         try:
             rgb = reader.read(fi)
             contiguous = last is not None and fi - last <= 5
-            poses = _EST.track(rgb, prev) if contiguous and prev else _EST.predict(rgb)
+            if contiguous and prev:
+                poses = _EST.track(rgb, prev)
+            else:
+                # a new tracked run: ids unique within the video (runs in other chunks/workers start
+                # elsewhere), so propagation never takes two people of different runs as one
+                poses = _EST.predict(rgb)
+                for k, p in enumerate(poses):
+                    p.track_id = fi * TRACK_BLOCK + k
             prev, last = poses, fi
             out.append((image_id, (rgb.shape[1], rgb.shape[0]), poses, None, _tta(rgb, poses)))
         except UserError as e:
