@@ -643,6 +643,13 @@ def run_round(project, cfg: Config, quiet: bool = True, log: Callable[[str], Non
         reg.update_round(store, k, status="running")
     else:
         k = reg.next_k(store)
+        # a project that cannot run a round yet gets an error, not a failed round in its record
+        if not verified_images(store):
+            raise UserError(f"{project.root}: no verified points yet; verify (or import --as verified) some "
+                            f"people first: {cfg.gold_fraction:.0%} of verified images become gold, the rest train")
+        if not any(s == "gold" for s in frozen_split(project, cfg, k).values()):
+            raise UserError(f"{project.root}: none of the verified images fell in the gold set yet; verify more "
+                            f"images (or use a larger --gold-fraction the first time)")
         last = reg.latest_accepted(store)
         teacher = reg.model_name(last["k"]) if last else "mediapipe"
         reg.start_round(store, k, teacher, cfg.mode, {"config": asdict(cfg)})

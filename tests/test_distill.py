@@ -288,3 +288,17 @@ def test_runtime_keeps_mediapipe_gate_for_a_finetuned_backbone(project):
     assert torch.allclose(flag, mp["pose_flag"]) and torch.allclose(hm, mp["heatmap"])
     assert torch.allclose(base_lm, mp["landmarks"])
     assert (lm - mp["landmarks"]).abs().max() > 0.5      # the student's own points did change
+
+
+def test_distill_without_verified_points_is_a_one_line_error(tmp_path, capsys):
+    from annotator.prefill import prefill
+    ims = sorted((GT_DEV / "images" / "coco_mini").glob("*.jpg"))[:2]
+    proj, _ = Project.create(tmp_path / "p", ims)
+    prefill(proj, workers=1, progress=False)
+    before = _points(proj.store)
+    proj.close()
+    assert main(["distill", str(tmp_path / "p"), "--mode", "head", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no verified points" in err and len(err.strip().splitlines()) == 1
+    with Project.open(tmp_path / "p") as p:
+        assert reg.rounds(p.store) == [] and _points(p.store) == before
