@@ -1,0 +1,127 @@
+"""Pre-fill end to end through the CLI: real photos, the real model, 2 worker processes, the SQLite file.
+
+The engine's own accuracy is tested in test_blazepose.py; here what matters is
+what lands in the project: points in original image pixels on the right
+person, the run recorded, failures skipped, and a killed run that resumes
+without redoing or duplicating anything.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from annotator import skeleton as sk
+from annotator.project import Project
+
+from .conftest import GT_DEV, REPO
+from .test_blazepose import CLEAR_SINGLE
+
+pytestmark = pytest.mark.needs_data
+
+
+def cli(*args, **kw):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen([sys.executable, "-m", "annotator", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def run(*args):
+    p = cli(*args)
+    out, err = p.communicate(timeout=600)
+    return p.returncode, out, err
+
+
+def copy_photos(images: list[dict], dst):
+    dst.mkdir(parents=True, exist_ok=True)
+    for im in images:
+        shutil.copy(GT_DEV / "images" / im["file_name"], dst / im["file_name"].replace("/", "_"))
+
+
+def test_points_land_on_the_person_in_pixels_and_the_run_is_recorded(tmp_path, gt_dev):
+    ims = [next(i for i in gt_dev["images"] if i["file_name"] == f) for f in CLEAR_SINGLE]
+    copy_photos(ims, tmp_path / "in")
+    assert run("init", tmp_path / "p", "--images", tmp_path / "in")[0] == 0
+    rc, out, err = run("prefill", tmp_path / "p", "--workers", "2", "--no-tta")
+    assert rc == 0, err
+    assert "pre-filled 4 images" in out
+    with Project.open(tmp_path / "p") as p:
+        for im in ims:
+            row = p.store.image_by_name(next(r.file_name for r in p.store.images()
+                                             if r.file_name.endswith(im["file_name"].replace("/", "_"))))
+            assert row.status == "done" and (row.width, row.height) == (im["width"], im["height"])
+            frame = p.store.load_frame(row.id)
+            ann = next(a for a in gt_dev["annotations"] if a["image_id"] == im["id"] and a["num_keypoints"])
+            k17 = np.array(ann["keypoints"], float).reshape(17, 3)
+            lab = k17[:, 2] > 0
+            # the predicted person nearest to the GT one, its COCO-17 points in image pixels
+            errs = [np.median(np.linalg.norm(q.xy[list(sk.COCO17_FROM_BP)][lab] - k17[lab, :2], axis=1))
+                    for q in frame.persons]
+            assert errs and min(errs) < 0.1 * max(ann["bbox"][2:]), (im["file_name"], errs)
+            best = frame.persons[int(np.argmin(errs))]
+            assert not best.verified.any() and best.conf.max() <= 1.0 and best.conf.min() >= 0.0
+            assert all(s.startswith("blazepose-full/mediapipe-0.10.21") for s in best.source)
+        run_row = p.store.runs()[-1]
+        assert run_row["kind"] == "prefill" and run_row["model"].startswith("blazepose-full")
+        settings = run_row["settings"]
+        settings = json.loads(settings) if isinstance(settings, str) else settings
+        assert settings["workers"] == 2 and "min_detection_confidence" in settings
+    # a second run has nothing left to do
+    rc, out, err = run("prefill", tmp_path / "p")
+    assert rc == 0 and "pre-filled 0 images" in out, out + err
+
+
+def _done(db) -> dict[int, list[int]]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        done = [r[0] for r in con.execute("SELECT id FROM images WHERE status='done'")]
+        return {i: [r[0] for r in con.execute("SELECT id FROM persons WHERE image_id=? AND deleted=0"
+                                               " ORDER BY id", (i,))] for i in done}
+    finally:
+        con.close()
+
+
+def test_killed_prefill_resumes_without_redoing_or_duplicating(tmp_path, gt_dev):
+    ims = [im for im in gt_dev["images"] if im["source"].startswith("coco")][:24]
+    copy_photos(ims, tmp_path / "in")
+    (tmp_path / "in" / "zz_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"not a jpeg" * 50)
+    rc, out, err = run("init", tmp_path / "p", "--images", tmp_path / "in")
+    assert rc == 0, err
+    db = tmp_path / "p" / "project.db"
+    proc = cli("prefill", tmp_path / "p", "--workers", "2", "--no-tta")
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        time.sleep(0.05)
+        try:
+            if len(_done(db)) >= 3:
+                break
+        except sqlite3.OperationalError:
+            pass
+        assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _done(db)
+    assert 3 <= len(before) < len(ims), "the run should have been killed part-way"
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    con.close()
+
+    rc, out, err = run("prefill", tmp_path / "p", "--workers", "2", "--no-tta")
+    assert rc == 0, err
+    after = _done(db)
+    assert len(after) == len(ims)                         # every photo done, the corrupt one not
+    for i, people in before.items():                      # what was saved was kept, not redone
+        assert after[i] == people
+    with Project.open(tmp_path / "p") as p:
+        failed = dict(p.store.failures())
+        assert list(failed) == ["../in/zz_corrupt.jpg"]
+        n_pred = p.store.db.execute("SELECT COUNT(*) FROM persons WHERE deleted=0").fetchone()[0]
+    assert n_pred == sum(len(v) for v in after.values())
