@@ -445,9 +445,24 @@ def train_student(project, start_spec: str | None, data: dict, cfg: Config, bar_
         del x
         val = None if vf is None else (crops[vmask].astype(np.float32) / 255.0, vt, weights[vmask])
         bar = _bar(bar_factory, math.ceil(len(f32) / 8) * cfg.epochs, "train full", "batch")
+        # like head mode: keep the epoch (0 = the starting weights) that does best on the held-out images
+        v0 = stu.evaluate(student, *val) if val is not None else None
+        best = {"epoch": 0, "val": v0, "state": None}
+        if val is not None:
+            best["state"] = {k: v.detach().clone() for k, v in student.module.state_dict().items()}
+
+        def on_batch(info):
+            if bar:
+                bar.update(1)
+            if "val" in info and info["val"] < best["val"]:
+                best.update(epoch=info["epoch"], val=info["val"],
+                            state={k: v.detach().clone() for k, v in student.module.state_dict().items()})
         curve = stu.train(student, f32, t, w, epochs=cfg.epochs, lr=cfg.lr, batch_size=8, augment=False,
-                          mode="full", val=val, seed=cfg.seed, threads=cfg.threads,
-                          progress=(lambda i: bar.update(1)) if bar else None)
+                          mode="full", val=val, seed=cfg.seed, threads=cfg.threads, progress=on_batch)
+        if val is not None:
+            student.module.load_state_dict(best["state"])
+            curve = [{"epoch": 0, "loss": None, "val": v0}] + curve
+            curve.append({"best_epoch": best["epoch"], "best_val": best["val"]})
     if bar:
         bar.close()
     n = len(t)
