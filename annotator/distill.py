@@ -286,7 +286,7 @@ def scramble(data: dict, seed: int) -> dict:
 # -- 3. training ------------------------------------------------------------------------------
 def _split_val(owners: np.ndarray, frac: float) -> np.ndarray:
     """Boolean mask of the validation slice: whole images, chosen by a hash of the image id."""
-    if len(owners) < 8 or frac <= 0:
+    if len(owners) < 4 or frac <= 0:
         return np.zeros(len(owners), bool)
     u = (owners[:, 0] * 2654435761 % 2 ** 32) / 2 ** 32
     m = u < frac

@@ -302,3 +302,18 @@ def test_distill_without_verified_points_is_a_one_line_error(tmp_path, capsys):
     assert err.startswith("error: ") and "no verified points" in err and len(err.strip().splitlines()) == 1
     with Project.open(tmp_path / "p") as p:
         assert reg.rounds(p.store) == [] and _points(p.store) == before
+
+
+def test_full_mode_round_keeps_the_best_epoch(project):
+    verified = _points(project.store, verified_only=True)
+    row = D.run_round(project, D.Config(mode="full", epochs=2, copies=1, bootstrap=300, gold_fraction=0.35,
+                                        val_fraction=0.5))
+    rec = row["record"]
+    assert row["mode"] == "full" and row["status"] in ("accepted", "rejected")
+    assert rec["train"]["val_crops"] > 0
+    curve = rec["curve"]
+    assert curve[0]["epoch"] == 0 and curve[0]["val"] > 0
+    assert [c["epoch"] for c in curve[1:-1]] == [1, 2]
+    best = curve[-1]
+    assert best["best_val"] == min(c["val"] for c in curve[:-1])
+    assert _points(project.store, verified_only=True) == verified
