@@ -74,7 +74,8 @@ def main() -> int:
                   f" status {row['status']}; stages " + ", ".join(f"{k} {v:.1f}s" for k, v in rec["seconds"].items()))
             print(f"  people {rec['counts']['people']}, crops trained {tr.get('train_crops')} x{1 + tr.get('copies', 0)},"
                   f" gold images {rec['counts']['gold_images']}")
-            print(f"  features + refinement offsets of every crop (onnxruntime): {tr.get('feature_crops_per_s', float('nan')):.1f} crops/s")
+            fps = tr.get("feature_crops_per_s", float("nan"))
+            print(f"  features + refinement offsets of every crop (onnxruntime): {fps:.1f} crops/s")
             print(f"  {a.mode} training in the round: {tr.get('train_crops_per_s', float('nan')):.1f} crops/s")
             # full mode: forward + backward through the whole network, torch eager on CPU
             est = D.estimator_for(proj, "mediapipe")
