@@ -34,11 +34,10 @@ def cmd_init(a) -> int:
 def cmd_prefill(a) -> int:
     from .prefill import prefill
     with _open(a.project) as proj:
-        landmark_model = None
-        model_name = None
-        if a.model and a.model != "mediapipe":
-            from .rounds_registry import resolve_model
-            landmark_model, model_name = resolve_model(proj, a.model)
+        from .rounds_registry import project_model
+        landmark_model, model_name, note = project_model(proj, a.model)
+        if not a.quiet:
+            print(f"landmark model: {note}")
         s = prefill(proj, workers=a.workers, force=a.force, limit=a.limit, landmark_model=landmark_model,
                     model_name=model_name, progress=not a.quiet, tta=False if a.no_tta else None)
         rate = s["done"] / s["seconds"] if s["seconds"] else 0.0
@@ -132,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="processes (default: project.toml, 2)")
     p.add_argument("--force", action="store_true", help="redo images already pre-filled (never verified ones)")
     p.add_argument("--limit", type=int)
-    p.add_argument("--model", default="mediapipe", help="'mediapipe' or a distillation round, e.g. round-2")
+    p.add_argument("--model", default="auto",
+                   help="'auto' (the latest accepted distillation round, else MediaPipe), 'mediapipe', 'latest' or 'round-K'")
     p.add_argument("--no-tta", action="store_true",
                    help="skip the re-run suspicion signals (faster; the queue then uses the cheap signals)")
     p.add_argument("--quiet", action="store_true")

@@ -933,13 +933,16 @@ class AppState:
 
     def estimator(self):
         if self._estimator is None:
-            from .prefill import estimator_settings, make_estimator
-            self._estimator = make_estimator(estimator_settings(self.settings))
+            from .prefill import default_model_name, estimator_settings, make_estimator
+            from .rounds_registry import project_model
+            spec, prov, _ = project_model(self.project)     # the latest accepted round, if any
+            self._estimator = make_estimator(estimator_settings(self.settings), spec)
+            self._estimator_name = prov or default_model_name(estimator_settings(self.settings))
         return self._estimator
 
     def add_person_in_box(self, box) -> int | None:
         """Pre-fill inside a user-drawn box; a template skeleton when the model sees nobody."""
-        from .prefill import default_model_name, estimator_settings, to_person
+        from .prefill import to_person
         rgb = self.decoded.rgb
         pose = self.estimator().predict_in_box(rgb, box)
         if pose is None:
@@ -947,7 +950,7 @@ class AppState:
             self.say(f"saved: the model found nobody in the box; template person {pid} added")
         else:
             person = to_person(pose, rgb.shape[1], rgb.shape[0])
-            model = default_model_name(estimator_settings(self.settings))
+            model = self._estimator_name
             pid = self.session.add_person(self.image_id, person, source=model)
             self.say(f"saved: person {pid} added by {model}")
         self.select(pid)

@@ -180,3 +180,30 @@ def resolve_model(project, name: str) -> tuple[str, str]:
         raise UserError(f"{path}: model file of round {r['k']} is missing")
     from .student_runtime import make_spec
     return make_spec(path, r["model_sha256"]), model_name(r["k"])
+
+
+def project_model(project, name: str = "auto") -> tuple[str | None, str | None, str]:
+    """The landmark model pre-fill should use: (student spec or None, provenance or None, a note).
+
+    'auto' is what the app does by default: the latest accepted round when
+    there is one and its runtime (the `train` extra) is installed, else
+    MediaPipe's own network. 'mediapipe' forces the latter; anything else is
+    resolved strictly (resolve_model).
+    """
+    s = str(name or "auto").strip().lower()
+    if s == "mediapipe":
+        return None, None, "MediaPipe's landmark network"
+    if s != "auto":
+        spec, prov = resolve_model(project, name)
+        return spec, prov, prov
+    r = latest_accepted(project.store)
+    if r is None:
+        return None, None, "MediaPipe's landmark network (no accepted distillation round)"
+    try:
+        import onnxruntime  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        return None, None, (f"MediaPipe's landmark network: round {r['k']} is accepted but its runtime is not"
+                            " installed (pip install .[train])")
+    spec, prov = resolve_model(project, "latest")
+    return spec, prov, f"{prov} (the latest accepted distillation round)"

@@ -154,6 +154,12 @@ def test_prefill_with_a_round_uses_the_student(project):
             assert set(a.source) == {"round 1"}
             # an untrained student is MediaPipe (refinement offset included): same points
             assert np.abs(a.xy - b.xy).max() < 1.0
+    # the default ('auto') is the latest accepted round; 'mediapipe' forces the base network
+    assert main(["prefill", str(project.root), "--force", "--workers", "1", "--quiet", "--no-tta"]) == 0
+    assert all(set(p.source) == {"round 1"} for i in free for p in st.load_frame(i).persons)
+    assert main(["prefill", str(project.root), "--model", "mediapipe", "--force", "--workers", "1",
+                 "--quiet", "--no-tta"]) == 0
+    assert all(next(iter(set(p.source))).startswith("blazepose-") for i in free for p in st.load_frame(i).persons)
     with pytest.raises(UserError, match="no distillation round 7"):
         reg.resolve_model(project, "round-7")
     with pytest.raises(UserError, match="expected"):
