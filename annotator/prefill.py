@@ -71,12 +71,19 @@ def make_estimator(kwargs: dict, landmark_model: str | None = None):
 # -- worker side --------------------------------------------------------------
 _EST = None
 _TTA = False
+_INIT_ERROR: Exception | None = None
 
 
 def _init_worker(kwargs: dict, landmark_model: str | None, tta: bool = False) -> None:
-    global _EST, _TTA
+    """Never raises: a Pool re-spawns a worker whose initializer fails, forever. The error is
+    kept and raised by the first task instead, which the main process receives and reports."""
+    global _EST, _TTA, _INIT_ERROR
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _EST = make_estimator(kwargs, landmark_model)
+    _INIT_ERROR = None
+    try:
+        _EST = make_estimator(kwargs, landmark_model)
+    except Exception as e:          # noqa: BLE001 - handed to the main process by _run_task
+        _INIT_ERROR = e if isinstance(e, UserError) else UserError(f"the pose model did not load: {e}")
     _TTA = bool(tta)
 
 
@@ -99,6 +106,8 @@ class Task:
 def _run_task(task: Task) -> list[tuple[int, tuple[int, int] | None, list | None, str | None, list | None]]:
     """(image id, (w, h), poses, error, TTA features per pose or None) per image of the task."""
     from . import media
+    if _INIT_ERROR is not None:
+        raise _INIT_ERROR
     out = []
     if task.kind == "image":
         for image_id, _, _, _ in task.items:
@@ -170,6 +179,8 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
     if tta is None:
         tta = bool(project.settings["prefill"].get("tta", True))
     workers = int(workers or project.settings["prefill"].get("workers", 2))
+    from .mp_models import check_complexity
+    check_complexity(kwargs["model_complexity"])       # before any worker starts: one clear line
     tasks = plan(project, force, limit)
     total = sum(len(t.items) for t in tasks)
     summary = {"images": total, "done": 0, "failed": 0, "people": 0, "seconds": 0.0, "tta": bool(tta),

@@ -125,3 +125,23 @@ def test_killed_prefill_resumes_without_redoing_or_duplicating(tmp_path, gt_dev)
         assert list(failed) == ["../in/zz_corrupt.jpg"]
         n_pred = p.store.db.execute("SELECT COUNT(*) FROM persons WHERE deleted=0").fetchone()[0]
     assert n_pred == sum(len(v) for v in after.values())
+
+
+def test_bad_model_settings_fail_fast_with_one_line(tmp_path):
+    """A setting the model rejects must not send the worker pool into an endless respawn loop."""
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(GT_DEV / "images" / CLEAR_SINGLE[0], src / "a.jpg")
+    assert run("init", tmp_path / "p", "--images", src)[0] == 0
+    toml = tmp_path / "p" / "project.toml"
+    text = toml.read_text()
+    for bad, needle in (("min_detection_confidence = 5.0", "min_detection_confidence=5.0: must be between 0 and 1"),
+                        ("model_complexity = 2", "model_complexity=2 (heavy) is not available")):
+        key = bad.split(" = ")[0]
+        lines = [bad if ln.startswith(key + " =") else ln for ln in text.splitlines()]
+        toml.write_text("\n".join(lines) + "\n")
+        rc, out, err = run("prefill", tmp_path / "p", "--workers", "2")
+        assert rc == 2 and "Traceback" not in err, err
+        assert err.strip().splitlines()[-1].startswith("error: ") and needle in err, err
+    with Project.open(tmp_path / "p") as p:
+        assert [r.status for r in p.store.images()] == ["pending"]      # nothing half-written
