@@ -168,7 +168,8 @@ class CvatConnection:
         q = {k: v for k, v in (query or {}).items() if v is not None}
         with self._errors(what):
             headers = make_request_headers(api)
-            headers["Accept"] = "application/json" if not raw else "*/*"
+            # CVAT renders only its own media type: a plain application/json is answered 406
+            headers["Accept"] = "application/vnd.cvat+json" if not raw else "*/*"
             if method in ("GET", "HEAD", "DELETE"):
                 if q:
                     url += "?" + urlencode(q)

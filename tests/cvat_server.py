@@ -18,6 +18,9 @@ behaviour where the schema is silent), with in-memory state:
   frames and chunks, jobs (segments, stage/state/status), annotations for jobs
   and tasks (GET/PUT/PATCH/DELETE; ids kept on update; defaults filled in for
   missing attributes; `version` is 0 like CVAT 2.x unless count_versions);
+- as a real CVAT (2.23.1, checked): JSON answers are `application/vnd.cvat+json` and a
+  request whose Accept header does not allow that type (e.g. plain `application/json`)
+  gets 406; a job's shapes come ordered by frame only (within a frame: newest first);
 - failure injection: fail_next(n, status) (optionally per method/path), a
   delay per request (delay, delay_path), set_user_status(user, "unauthorized"
   | "forbidden"), role "worker" (may not create projects/tasks), and stop()
@@ -58,6 +61,7 @@ STAGES = ("annotation", "validation", "acceptance")
 STATES = ("new", "in progress", "completed", "rejected")
 INPUT_TYPES = ("checkbox", "radio", "number", "text", "select")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+JSON_TYPE = "application/vnd.cvat+json"      # the Content-Type of CVAT's JSON answers
 
 
 def _now() -> str:
@@ -108,8 +112,17 @@ class Response:
 
 
 def _json(status, data, model=None, headers=None) -> Response:
-    return Response(status, json.dumps(data).encode(), {"Content-Type": "application/json", **(headers or {})},
+    return Response(status, json.dumps(data).encode(), {"Content-Type": JSON_TYPE, **(headers or {})},
                     model, data)
+
+
+def _acceptable(accept: str | None) -> bool:
+    """CVAT's API renders only its own media type (and DRF's browsable HTML): an Accept header
+    naming neither, e.g. a plain application/json, is answered 406 before anything else."""
+    if not accept:
+        return True
+    types = [t.split(";")[0].strip().lower() for t in accept.split(",")]
+    return any(t in ("*/*", "application/*", JSON_TYPE, "text/*", "text/html") for t in types)
 
 
 def _parse_multipart(body: bytes, content_type: str) -> tuple[dict[str, str], list[tuple[str, str, bytes]]]:
@@ -466,6 +479,8 @@ class CvatTestServer:
                 raise ApiError(405, {"detail": f'Method "{method}" not allowed.'})
             return Response(404, b"<h1>Not Found</h1><p>The requested resource was not found.</p>",
                             {"Content-Type": "text/html"})
+        if not _acceptable(headers.get("Accept")):
+            raise ApiError(406, {"detail": "Could not satisfy the request Accept header."})
         user = self._authenticate(method, headers)
         if handler not in self._PUBLIC and user is None:
             raise ApiError(401, {"detail": "Authentication credentials were not provided."})
@@ -1317,7 +1332,10 @@ class CvatTestServer:
         t = self.tasks[j["task_id"]]
         return {"version": j["version"] if self.count_versions else 0,
                 "tags": [self._with_defaults(x, t) for x in j["ann"]["tags"]],
-                "shapes": [self._with_defaults(x, t) for x in sorted(j["ann"]["shapes"], key=lambda s: s["frame"])],
+                # CVAT orders shapes by frame only; within a frame the database's order is
+                # arbitrary (newer first is what a real server gave after updates): mimic that
+                "shapes": [self._with_defaults(x, t)
+                           for x in sorted(j["ann"]["shapes"], key=lambda s: (s["frame"], -s["id"]))],
                 "tracks": copy.deepcopy(j["ann"]["tracks"])}
 
     def _split(self, data, t) -> list[tuple[dict, dict]]:
