@@ -54,8 +54,9 @@ def person_annotation(p: Person, kind: str, verified_only: bool = False) -> dict
                 round(float(x1 - x0 + 2 * pad), 2), round(float(y1 - y0 + 2 * pad), 2)]
     else:
         bbox = [0.0, 0.0, 0.0, 0.0]
+    # "segmentation" is part of a COCO person annotation; CVAT's importer (datumaro) rejects one without it
     ann = {"category_id": 1, "iscrowd": 0, "keypoints": kps, "num_keypoints": int((vis > 0).sum()),
-           "bbox": bbox, "area": round(bbox[2] * bbox[3], 2),
+           "segmentation": [], "bbox": bbox, "area": round(bbox[2] * bbox[3], 2),
            "bp_conf": [None if np.isnan(c) else round(float(c), 4) for c in p.conf[idx]],
            "bp_verified": [bool(v) for v in p.verified[idx]], "bp_source": [p.source[i] for i in idx]}
     if p.score is not None:

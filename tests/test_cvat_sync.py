@@ -95,9 +95,14 @@ def server_shapes(server) -> list[dict]:
 
 
 def edit_on_server(client: Client, job_id: int, fn) -> dict:
-    """Let a CVAT user change the first skeleton of a job through cvat-sdk; fn(shape dict) edits in place."""
+    """Let a CVAT user change a skeleton of a job through cvat-sdk; fn(shape dict) edits in place.
+
+    The skeleton is the oldest (lowest id) with at least two placed points: a real CVAT
+    lists a frame's shapes in no particular order, and a person with no labelled point
+    (all elements outside) gives an edit nothing to work with."""
     job = client.jobs.retrieve(job_id)
-    shape = job.get_annotations().shapes[0].to_dict()
+    shapes = sorted((s.to_dict() for s in job.get_annotations().shapes), key=lambda s: s["id"])
+    shape = next((s for s in shapes if sum(not e["outside"] for e in s["elements"]) >= 2), shapes[0])
     fn(shape)
     req = models.LabeledShapeRequest(
         type=shape["type"], frame=shape["frame"], label_id=shape["label_id"], id=shape["id"], group=shape["group"],
@@ -583,3 +588,19 @@ def test_conflict_resolved_offline_then_pushed(server, tmp_path, gt_dev, capsys,
     assert element(s, lmap, "left_elbow")["points"] == list(want)
     with Project.open(root) as proj:
         assert status(proj)["pending"] == {"create": 0, "update": 0, "delete": 0}
+
+
+def test_coco_export_has_the_fields_cvats_importer_requires(gt_dev):
+    """CVAT's "COCO Keypoints 1.0" importer (datumaro) insists on every field of a COCO person
+    annotation; a real CVAT 2.23.1 refused our file with "Missing annotation field 'segmentation'"."""
+    from exporters.coco import to_coco
+    data = json.loads(json.dumps(to_coco(gt_frames(gt_dev, 3))))
+    assert data["annotations"]
+    for img in data["images"]:
+        assert isinstance(img["id"], int) and isinstance(img["file_name"], str)
+        assert isinstance(img["width"], int) and isinstance(img["height"], int)
+    for a in data["annotations"]:
+        for key, kind in (("id", int), ("image_id", int), ("category_id", int), ("iscrowd", int),
+                          ("keypoints", list), ("segmentation", (list, dict)), ("bbox", list)):
+            assert isinstance(a.get(key), kind), (key, a.get(key))
+        assert len(a["keypoints"]) == 3 * sk.N and len(a["bbox"]) == 4
