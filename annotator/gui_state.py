@@ -316,19 +316,75 @@ class ReviewQueue:
 
 # -- image decoding and prefetch ----------------------------------------------------------------------
 
-def to_texture(rgb: np.ndarray) -> np.ndarray:
-    """uint8 RGB (H, W, 3) -> the flat float32 RGB buffer a Dear PyGui raw texture reads."""
+def to_texture(rgb: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """uint8 RGB (H, W, 3) -> the flat float32 RGB buffer a Dear PyGui raw texture reads, optionally downscaled.
+
+    Dear PyGui only takes float textures (12 bytes a pixel), and a raw texture is
+    uploaded every frame, so the fit-to-window view gets a buffer at display size.
+    """
+    if scale < 1.0:
+        import cv2
+        h, w = rgb.shape[:2]
+        rgb = cv2.resize(rgb, texture_size(w, h, scale), interpolation=cv2.INTER_AREA)
     out = np.empty(rgb.shape[:2] + (3,), np.float32)
     np.multiply(rgb, np.float32(1.0 / 255.0), out=out, casting="unsafe")
     return out.reshape(-1)
+
+
+def display_scale(w: float, h: float, cw: float, ch: float, margin: float = 4.0) -> float:
+    """Texture pixels per image pixel for the fit-to-window view of a w x h image in a cw x ch canvas (<= 1)."""
+    if w <= 0 or h <= 0 or cw <= 2 * margin or ch <= 2 * margin:
+        return 1.0
+    return float(min(1.0, (cw - 2 * margin) / w, (ch - 2 * margin) / h))
+
+
+def texture_size(w: int, h: int, scale: float) -> tuple[int, int]:
+    """(width, height) of the texture for a w x h image at this scale."""
+    if scale >= 1.0:
+        return int(w), int(h)
+    return max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+
+
+def texture_level(zoom: float, scale: float) -> str:
+    """"display" while one texture pixel covers at least one screen pixel, else "full" (zoomed in past it).
+
+    The texture is always drawn over the image's full extent in image
+    coordinates, so points and hit-testing never see the texture scale.
+    """
+    return "display" if scale >= 1.0 or zoom <= scale * (1.0 + 1e-6) else "full"
 
 
 @dataclass
 class Decoded:
     image_id: int
     rgb: np.ndarray
-    tex: np.ndarray
+    tex: np.ndarray                  # float buffer at `scale` (the display size, or full resolution when 1)
     seconds: float
+    scale: float = 1.0
+    _full: np.ndarray | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the image in original pixels."""
+        return int(self.rgb.shape[1]), int(self.rgb.shape[0])
+
+    def full(self) -> np.ndarray:
+        """The full-resolution float buffer, made on first use (zoomed in past the display size)."""
+        if self.scale >= 1.0:
+            return self.tex
+        if self._full is None:
+            self._full = to_texture(self.rgb)
+        return self._full
+
+    def rescale(self, scale: float) -> None:
+        """The canvas changed size: remake the display buffer (keeps a made full-resolution one)."""
+        if abs(scale - self.scale) > 1e-6:
+            if self.scale >= 1.0:
+                self._full = self.tex
+            self.tex = self._full if scale >= 1.0 and self._full is not None else to_texture(self.rgb, scale)
+            self.scale = scale
+            if scale >= 1.0:
+                self._full = None
 
 
 @dataclass
@@ -357,6 +413,7 @@ class Prefetcher:
         self.cv = threading.Condition()
         self.readers: dict[str, object] = {}
         self.stopped = False
+        self.canvas = (800.0, 600.0)     # set by AppState: buffers are made at its fit-to-window size
         self.thread = threading.Thread(target=self._run, name="prefetch", daemon=True)
         self.thread.start()
 
@@ -369,7 +426,8 @@ class Prefetcher:
             rgb = rd.read(job.frame_index)
         else:
             rgb = self.media.load_image(job.path)
-        return Decoded(job.image_id, rgb, to_texture(rgb), time.perf_counter() - t0)
+        scale = display_scale(rgb.shape[1], rgb.shape[0], *self.canvas)
+        return Decoded(job.image_id, rgb, to_texture(rgb, scale), time.perf_counter() - t0, scale)
 
     def want(self, jobs: list[_Job]) -> None:
         """Replace the wish list (nearest first); drop cached images no longer wanted."""
@@ -576,7 +634,10 @@ class AppState:
         if d is None:
             row = self.store.image(image_id)
             rgb = self.project.load_rgb(row)      # UserError: the GUI shows it and stays on the old image
-            d = Decoded(image_id, rgb, to_texture(rgb), time.perf_counter() - t0)
+            scale = display_scale(rgb.shape[1], rgb.shape[0], *self.canvas)
+            d = Decoded(image_id, rgb, to_texture(rgb, scale), time.perf_counter() - t0, scale)
+        else:
+            d.rescale(display_scale(*d.size, *self.canvas))      # prefetched before a window resize
         self.decoded = d
         self.image_id = image_id
         self.frame = self.store.load_frame(image_id)
@@ -853,6 +914,25 @@ class AppState:
     def set_canvas(self, w: float, h: float) -> None:
         if (w, h) != self.canvas:
             self.canvas = (float(w), float(h))
+            if self.prefetcher:
+                self.prefetcher.canvas = self.canvas
+            if self.decoded is not None:
+                self.decoded.rescale(display_scale(*self.decoded.size, *self.canvas))
+                self.mark("image")
+
+    def texture(self) -> tuple[tuple, np.ndarray] | None:
+        """What the canvas should upload now: (key, flat float RGB buffer); key = (image id, level, tex w, tex h).
+
+        The display-size buffer while the view is at or below its scale (fit to
+        window and zoomed out), the full-resolution one when zoomed in past it.
+        """
+        d = self.decoded
+        if d is None:
+            return None
+        w, h = d.size
+        if texture_level(self.view.zoom, d.scale) == "display":
+            return (d.image_id, "display", *texture_size(w, h, d.scale)), d.tex
+        return (d.image_id, "full", w, h), d.full()
 
     def fit(self) -> None:
         if self.decoded is not None:

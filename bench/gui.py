@@ -99,11 +99,12 @@ def next_image_times(win, proj, prefetch: int, dwell: float, n: int) -> dict[str
     win.attach(st)
     st.open_first()
     win.app.frame()
-    out = {"total": [], "ours": [], "render": []}
+    out = {"total": [], "ours": [], "render": [], "step": [], "tick": [], "steady": []}
     for _ in range(n):
         t_end = time.perf_counter() + dwell          # the annotator looks at the image
         while time.perf_counter() < t_end:
             win.app.frame()
+            out["steady"].append(win.app.last_split[1])   # a frame on this image (raw texture re-uploaded)
         t0 = time.perf_counter()
         if not st.go(+1):
             break
@@ -113,6 +114,9 @@ def next_image_times(win, proj, prefetch: int, dwell: float, n: int) -> dict[str
         out["total"].append(t2 - t0)
         out["ours"].append(t1 - t0 + win.app.last_split[0])
         out["render"].append(win.app.last_split[1])
+        out["step"].append(t1 - t0)
+        out["tick"].append(win.app.last_split[0])
+        out["tex"] = out.get("tex", set()) | {tuple(win.app.tex_size or ())}
     return out
 
 
@@ -147,6 +151,10 @@ def bench_next(win, tmp: Path, dwell: float) -> None:
             t = next_image_times(win, proj, prefetch, dwell, len(files) - 1)
             print(f"   {label:<30} prefetch {'on' if prefetch else 'off'}:  total {ms(t['total'])} | ours"
                   f" {ms(t['ours'])} | render {ms(t['render'])}  (n={len(t['total'])})")
+            tex = sorted(t["tex"], key=lambda s: -s[0] * s[1] if s else 0)
+            print(f"      breakdown: queue step + pixels {ms(t['step'])} | draw items + texture set_value"
+                  f" {ms(t['tick'])} | steady frame on the image (render + per-frame raw upload)"
+                  f" {ms(t['steady'])}; largest textures {tex[:2]}")
         proj.close()
 
 

@@ -211,6 +211,55 @@ def test_drag_moves_exactly_one_point(app):
     np.testing.assert_allclose(db_person(app, p.id)[0], xy1)
 
 
+def test_drag_and_picture_with_a_display_size_texture(app):
+    """A canvas narrower than the photo: the texture is downscaled, drags and the picture stay in image pixels."""
+    import dearpygui.dearpygui as dpg
+    st = app.state
+    vw, vh = dpg.get_viewport_width(), dpg.get_viewport_height()
+    try:
+        dpg.set_viewport_width(1100)            # canvas ~320 px wide for a 640 px photo
+        for _ in range(6):
+            app.frame()
+        d = st.decoded
+        w, h = d.size
+        assert d.scale < 0.6 and app.tex_size == (round(w * d.scale), round(h * d.scale))
+        assert st.view.zoom == pytest.approx(d.scale)
+        app.offset = _calibrate(app)
+        # the photo is where the view transform puts image pixels (not the flipped photo, not the top-left corner)
+        st.select(None)
+        for _ in range(3):
+            app.frame()
+        shot = app.screenshot()[..., :3].astype(int)
+        x0, y0 = dpg.get_item_rect_min(app.dl)
+        ij = np.random.default_rng(0).uniform((0.05 * w, 0.05 * h), (0.95 * w, 0.95 * h), (300, 2))
+        sxy = (st.view.to_screen(ij) + (x0, y0)).round().astype(int)
+        on_screen = shot[sxy[:, 1], sxy[:, 0]]
+        img = d.rgb.astype(int)
+
+        def block(x, y):
+            return img[max(0, y - 1):y + 2, max(0, x - 1):x + 2].reshape(-1, 3).mean(0)
+        want = np.array([block(int(x), int(y)) for x, y in ij])
+        flipped = np.array([block(w - 1 - int(x), int(y)) for x, y in ij])
+        corner = np.array([block(int(x * d.scale), int(y * d.scale)) for x, y in ij])
+        err = np.median(np.abs(on_screen - want).max(1))
+        assert err < 25
+        assert err < 0.5 * np.median(np.abs(on_screen - flipped).max(1))
+        assert err < 0.5 * np.median(np.abs(on_screen - corner).max(1))
+        # a real drag moves exactly one point by the mouse delta / zoom, in image pixels
+        p = main_person(app)
+        i = isolated_point(p)
+        xy0 = db_person(app, p.id)[0]
+        drag(app, screen_of(app, p.xy[i]), (30, 20))
+        xy1 = db_person(app, p.id)[0]
+        np.testing.assert_allclose(xy1[i], xy0[i] + np.array([30, 20]) / st.view.zoom, atol=0.6 / st.view.zoom)
+        assert np.flatnonzero(np.abs(xy1 - xy0).max(1) > 1e-6).tolist() == [i]
+    finally:
+        dpg.set_viewport_width(vw)
+        dpg.set_viewport_height(vh)
+        for _ in range(4):
+            app.frame()
+
+
 def test_shift_drag_moves_whole_person(app):
     p = main_person(app)
     i = isolated_point(p, "left_hip")

@@ -12,8 +12,8 @@ import pytest
 
 from annotator import skeleton as sk
 from annotator.errors import UserError
-from annotator.gui_state import (AppState, Prefetcher, ReviewQueue, Shortcuts, View, _Job, hit_point,
-                                 parse_combo, template_person)
+from annotator.gui_state import (AppState, Prefetcher, ReviewQueue, Shortcuts, View, _Job, display_scale, hit_point,
+                                 parse_combo, template_person, texture_level, texture_size, to_texture)
 from annotator.model import NOT_LABELLED, OCCLUDED, VISIBLE
 from annotator.project import Project
 from annotator.propagate import plan, propagate
@@ -271,7 +271,10 @@ def test_prefetch_decodes_ahead(state, proj):
         d = pf.take(nxt.image_id)
     assert d is not None
     np.testing.assert_array_equal(d.rgb, proj.load_rgb(nxt.image_id))
-    assert d.tex.dtype == np.float32 and d.tex.size == d.rgb.size
+    h, w = d.rgb.shape[:2]
+    assert d.scale == pytest.approx(display_scale(w, h, 800, 600))       # made at the canvas' display size
+    tw, th = texture_size(w, h, d.scale)
+    assert d.tex.dtype == np.float32 and d.tex.size == tw * th * 3
 
 
 def test_prefetcher_reports_a_broken_file(tmp_path):
@@ -390,3 +393,68 @@ def test_background_ranking_and_resume_where_left_off(proj, tmp_path):
     assert other.pos == 0
     again.close()
     other.close()
+
+
+def test_display_size_texture_and_coordinates_at_a_non_1_scale(state, proj):
+    """Fit to a small canvas: the texture is downscaled, but points, hit-testing and drags stay in image pixels."""
+    assert display_scale(1920, 1080, 820, 894) == pytest.approx(812 / 1920)
+    assert texture_size(1920, 1080, 812 / 1920) == (812, 457)
+    assert display_scale(640, 480, 820, 894) == 1.0 and texture_size(640, 480, 1.0) == (640, 480)
+    assert texture_level(0.5, 0.5) == "display" and texture_level(0.51, 0.5) == "full"
+    assert texture_level(0.3, 0.5) == "display" and texture_level(3.0, 1.0) == "display"
+
+    p = person_with_points(state)
+    state.set_canvas(300, 200)
+    state.fit()
+    d = state.decoded
+    w, h = d.size
+    s = display_scale(w, h, 300, 200)
+    assert s < 0.5 and d.scale == pytest.approx(s)
+    key, buf = state.texture()
+    tw, th = texture_size(w, h, s)
+    assert key[1:] == ("display", tw, th) and buf.size == tw * th * 3
+    # the fit view maps the image onto exactly the texture's pixels: one texture pixel per screen pixel
+    assert state.view.zoom == pytest.approx(s)
+    assert (w * state.view.zoom, h * state.view.zoom) == pytest.approx((tw, th), abs=0.5)
+    # it shows this image, the right way round: quadrant means match the full-resolution pixels
+    img = d.rgb.astype(np.float64) / 255
+    tex = buf.reshape(th, tw, 3)
+    for ys, xs in ((slice(0, 0.5), slice(0, 0.5)), (slice(0.5, 1), slice(0.5, 1)), (slice(0, 0.5), slice(0.5, 1))):
+        a = img[int(ys.start * h):int(ys.stop * h), int(xs.start * w):int(xs.stop * w)].mean((0, 1))
+        b = tex[int(ys.start * th):int(ys.stop * th), int(xs.start * tw):int(xs.stop * tw)].mean((0, 1))
+        np.testing.assert_allclose(b, a, atol=0.02)
+    # hit-testing at the point's screen position finds it; a drag moves it by the delta / zoom in image pixels
+    # (at this small zoom neighbouring points can be within the hit radius: take one that is alone)
+    hits = [i for i in np.flatnonzero(p.labelled)
+            if hit_point(state.frame.persons, state.view, *state.view.to_screen(p.xy[i]), prefer=p.id) == (p.id, i)]
+    assert hits
+    i = int(hits[0])
+    others = [q for q in state.frame.persons if q.id != p.id]
+    before = p.xy.copy()
+    sx, sy = state.view.to_screen(p.xy[i])
+    state.press(sx, sy)
+    state.motion(sx + 20, sy + 10)
+    assert state.release(sx + 20, sy + 10) is not None
+    x, y = db_point(proj, p.id, i)[:2]
+    assert (x, y) == pytest.approx(tuple(before[i] + np.array([20, 10]) / s))
+    after = proj.store.load_person(p.id)
+    rest = np.arange(sk.N) != i
+    np.testing.assert_allclose(after.xy[rest], before[rest])
+    for q in others:
+        np.testing.assert_allclose(proj.store.load_person(q.id).xy, q.xy)
+    # zoomed in past the display size: the full-resolution buffer, the exact pixels
+    state.view.zoom_at(1.5, 150, 100)
+    key, buf = state.texture()
+    assert key[1:] == ("full", w, h)
+    np.testing.assert_array_equal(buf, to_texture(d.rgb))
+    state.fit()
+    assert state.texture()[0][1] == "display"
+    # the next image (prefetched at the old 800x600 canvas) comes at this canvas' display size
+    assert state.go(+1)
+    d2 = state.decoded
+    assert d2.scale == pytest.approx(display_scale(*d2.size, 300, 200))
+    assert state.texture()[1].size == np.prod(texture_size(*d2.size, d2.scale)) * 3
+    # a canvas larger than the image: scale 1, one buffer
+    state.set_canvas(4000, 3000)
+    assert state.decoded.scale == 1.0 and state.texture()[1] is state.decoded.tex
+    assert state.texture()[1].size == state.decoded.rgb.size

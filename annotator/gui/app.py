@@ -55,6 +55,7 @@ class App:
         self.edges_of = [[k for k, (a, b) in enumerate(sk.EDGES) if i in (a, b)] for i in range(sk.N)]
         self.tex = None
         self.tex_size = None
+        self.tex_key = None
         self.inputs: list = []
         self.frame_ms: list[float] = []
         self.queue_rows: list[int] = []
@@ -328,8 +329,8 @@ class App:
         dirty = st.take_dirty()
         if not dirty:
             return
-        if "image" in dirty:
-            self._upload_texture()
+        if "image" in dirty or "view" in dirty:
+            self._upload_texture(force="image" in dirty)    # a new image, or the zoom crossed the display size
         if "people" in dirty:
             dpg.set_value(self.angle_check, st.show_angles)
             self._rebuild_people()
@@ -371,35 +372,43 @@ class App:
             dpg.set_value(self.status, f"{st.status}    |  annotator: {s.annotator}  |  undo: {len(s._undo)}"
                           f"  redo: {len(s._redo)}  |  zoom {st.view.zoom:.2f}")
 
-    def _upload_texture(self) -> None:
-        """Point a raw texture at the prefetched float buffer (no copy; one texture per image size).
+    def _upload_texture(self, force: bool = True) -> None:
+        """Point a raw texture at the prefetched float buffer (no copy; one texture per texture size).
 
         Dear PyGui re-uploads raw textures every frame; a static texture would
         upload once but costs a full copy (~40-60 ms for 1920x1080) per image,
-        which is what "next image" must avoid. Measured: raw vs no image at
-        all differs by ~10 ms/frame on software OpenGL, less on a GPU.
+        which is what "next image" must avoid. The buffer is at the canvas'
+        display size unless the view is zoomed in past it (AppState.texture),
+        so a 1920x1080 photo fit to the window uploads ~1/9 of the floats.
+        The image item always spans the image's original pixel extent, so
+        points and hit-testing stay in image pixels whatever the texture size.
         """
-        d = self.state.decoded
-        if d is None:
+        t = self.state.texture()
+        if t is None:
             return
-        h, w = d.rgb.shape[:2]
-        if self.tex_size != (w, h):
+        key, buf = t
+        if key == self.tex_key and not force:
+            self._place_image()
+            return
+        size = key[2:]
+        if self.tex_size != size:
             old = self.tex
-            self.tex = dpg.add_raw_texture(w, h, d.tex, format=dpg.mvFormat_Float_rgb, parent=self.texreg)
-            self.tex_size = (w, h)
+            self.tex = dpg.add_raw_texture(size[0], size[1], buf, format=dpg.mvFormat_Float_rgb, parent=self.texreg)
+            self.tex_size = size
             if self.img_item is not None:
                 dpg.delete_item(self.img_item)
-            self.img_item = dpg.draw_image(self.tex, (0, 0), (w, h), parent=self.dl, before=self.layer)
+            self.img_item = dpg.draw_image(self.tex, (0, 0), size, parent=self.dl, before=self.layer)
             if old is not None:
                 dpg.delete_item(old)
         else:
-            dpg.set_value(self.tex, d.tex)
+            dpg.set_value(self.tex, buf)
+        self.tex_key = key
         self._place_image()
 
     def _place_image(self) -> None:
         if self.img_item is None or self.state.decoded is None:
             return
-        h, w = self.state.decoded.rgb.shape[:2]
+        w, h = self.state.decoded.size
         v = self.state.view
         dpg.configure_item(self.img_item, pmin=tuple(v.to_screen((0, 0))), pmax=tuple(v.to_screen((w, h))))
 
