@@ -414,6 +414,7 @@ class Prefetcher:
         self.readers: dict[str, object] = {}
         self.stopped = False
         self.canvas = (800.0, 600.0)     # set by AppState: buffers are made at its fit-to-window size
+        self.held = False                # True: start no new decode (the window is drawing a new image)
         self.thread = threading.Thread(target=self._run, name="prefetch", daemon=True)
         self.thread.start()
 
@@ -428,6 +429,12 @@ class Prefetcher:
             rgb = self.media.load_image(job.path)
         scale = display_scale(rgb.shape[1], rgb.shape[0], *self.canvas)
         return Decoded(job.image_id, rgb, to_texture(rgb, scale), time.perf_counter() - t0, scale)
+
+    def hold(self, held: bool) -> None:
+        """Pause starting new decodes while the new image's frame renders (2 shared cores: they competed)."""
+        with self.cv:
+            self.held = held
+            self.cv.notify_all()
 
     def want(self, jobs: list[_Job]) -> None:
         """Replace the wish list (nearest first); drop cached images no longer wanted."""
@@ -452,7 +459,7 @@ class Prefetcher:
     def _run(self) -> None:
         while True:
             with self.cv:
-                self.cv.wait_for(lambda: self.stopped or self.todo)
+                self.cv.wait_for(lambda: self.stopped or (self.todo and not self.held))
                 if self.stopped:
                     return
                 job = self.todo.pop(0)
@@ -553,6 +560,7 @@ class AppState:
         k = int(prefetch if prefetch is not None else g.get("prefetch", 3))
         self.prefetch_k = k
         self.prefetcher = Prefetcher(k + 2) if k > 0 else None
+        self.hold_prefetch_until_drawn = False      # the window sets it and calls drawn() after each frame
         self.queue = ReviewQueue(self.store, queue_filter, background=background_queue)
         self.pos = -1                      # index in the queue (-1: an image not in the queue)
         self.view = View()
@@ -657,6 +665,8 @@ class AppState:
         h, w = d.rgb.shape[:2]
         self.view.fit(w, h, *self.canvas)
         self.mark("image", "people", "selection", "table", "queue", "view", "frames", "conflicts")
+        if self.prefetcher and self.hold_prefetch_until_drawn:
+            self.prefetcher.hold(True)            # released by drawn(), after the window rendered this image
         self._schedule_prefetch()
         self.store.set_kv(self._last_key, image_id)
         self.last_show_seconds = time.perf_counter() - t0
@@ -679,6 +689,11 @@ class AppState:
         if nxt is not None:
             jobs.insert(0, self._job(nxt))
         self.prefetcher.want(jobs)
+
+    def drawn(self) -> None:
+        """The window rendered a frame: the prefetch thread may decode again."""
+        if self.prefetcher and self.prefetcher.held:
+            self.prefetcher.hold(False)
 
     def idle(self) -> None:
         """Called every frame: pick up the background queue ranking when it lands."""

@@ -294,6 +294,26 @@ def test_prefetcher_reports_a_broken_file(tmp_path):
         pf.stop()
 
 
+def test_prefetcher_holds_while_the_new_image_renders(proj):
+    """While held (the window is drawing a just-shown image) nothing new is decoded; released, it catches up."""
+    import time
+    row = proj.store.images()[0]
+    pf = Prefetcher(2)
+    try:
+        pf.hold(True)
+        pf.want([_Job(row.id, proj.source_path(row), row.kind, row.frame_index)])
+        time.sleep(0.3)
+        assert pf.take(row.id, timeout=0) is None and pf.busy is None
+        pf.hold(False)
+        for _ in range(200):
+            if pf.take(row.id, timeout=0) is not None:
+                break
+            time.sleep(0.02)
+        np.testing.assert_array_equal(pf.take(row.id).rgb, proj.load_rgb(row))
+    finally:
+        pf.stop()
+
+
 def test_queue_pages_lazily(proj):
     ReviewQueue.PAGE, old = 2, ReviewQueue.PAGE
     try:

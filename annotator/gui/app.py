@@ -49,6 +49,7 @@ class PersonItems:
 class App:
     def __init__(self, state: AppState, width: int = 1500, height: int = 920, title: str = "pose-annotator"):
         self.state = state
+        state.hold_prefetch_until_drawn = True
         self.title = title
         self.width, self.height = width, height
         self.persons: dict[int, PersonItems] = {}
@@ -637,6 +638,7 @@ class App:
     def attach(self, state: AppState) -> None:
         """Show another project state in this window (Dear PyGui allows one context per process)."""
         old, self.state = self.state, state
+        state.hold_prefetch_until_drawn = True
         if old is not state:
             old.close()
         dpg.delete_item(self.layer, children_only=True)
@@ -654,6 +656,7 @@ class App:
         self._was_typing = any(dpg.is_item_active(i) for i in self.inputs)
         t1 = time.perf_counter()
         dpg.render_dearpygui_frame()
+        self.state.drawn()
         dt = time.perf_counter() - t0
         self.last_split = (t1 - t0, dt - (t1 - t0))     # (our work: input + state + draw items, rendering)
         if len(self.frame_ms) < 10000:
