@@ -189,3 +189,66 @@ def test_live_wrong_password_is_one_line(live, tmp_path, gt_dev, capsys):
     rc, out, err = cvat(capsys, "cvat", "push", root, "--url", conn.url, "--user", os.environ["CVAT_USER"],
                         "--password", "definitely-wrong-" + secrets.token_hex(3), "--quiet")
     one_line_error(rc, err, "rejected")
+
+
+def test_live_guard_deletions_and_completed_job(live, tmp_path, gt_dev, capsys):
+    """Against the real server's updated_date, delete and job-state semantics: a job a CVAT
+    user edited after our pull is not overwritten; deletions go both ways; completing the job
+    on CVAT verifies the people in it."""
+    from cvat_sdk import models
+    from cvat_sdk.core.proxies.annotations import AnnotationUpdateAction
+    conn, name, client = live
+    root = make_project(tmp_path, gt_dev, 3)
+    assert cvat(capsys, "cvat", "push", root, "--cvat-project", name, "--quiet")[0] == 0
+    assert cvat(capsys, "cvat", "pull", root, "--quiet")[0] == 0
+    lmap = lmap_of(conn, name)
+    jid = jobs_of(conn, name)[0]
+
+    def shapes():
+        return {s["id"]: s for s in conn.get_job_annotations(jid)["shapes"]}
+
+    shape = edit_on_server(client, jid, lambda s: element(s, lmap, "nose").update(points=[7.0, 8.0], outside=False))
+    with Project.open(root) as proj:          # we edit another person of the same job meanwhile
+        other, other_sid = proj.store.db.execute(
+            "SELECT person_id, shape_id FROM cvat_shapes WHERE shape_id!=? AND job_id=?", (shape["id"], jid)).fetchone()
+        proj.session("me").move_point(other, sk.INDEX["right_knee"], 9.0, 9.5)
+    rc, out, err = cvat(capsys, "cvat", "push", root, "--quiet")
+    one_line_error(rc, err, f"job(s) {jid}", "changed on the server since the last pull")
+    assert np.allclose(element(shapes()[shape["id"]], lmap, "nose")["points"], [7.0, 8.0])
+    assert cvat(capsys, "cvat", "pull", root, "--quiet")[0] == 0
+    rc, out, err = cvat(capsys, "cvat", "push", root, "--quiet")
+    assert rc == 0 and "people updated on cvat 1" in out, out + err
+    now = shapes()
+    assert np.allclose(element(now[other_sid], lmap, "right_knee")["points"], [9.0, 9.5])
+    assert np.allclose(element(now[shape["id"]], lmap, "nose")["points"], [7.0, 8.0])
+
+    # a local deletion is deleted on CVAT by the next push
+    with Project.open(root) as proj:
+        proj.session("me").delete_person(other)
+    rc, out, err = cvat(capsys, "cvat", "push", root, "--quiet")
+    assert rc == 0 and "people deleted on cvat 1" in out, out + err
+    now = shapes()
+    assert other_sid not in now and shape["id"] in now
+
+    # a CVAT user deletes a person and completes the job
+    gone = next(s for sid, s in sorted(now.items()) if sid != shape["id"])
+    job = client.jobs.retrieve(jid)
+    job.update_annotations(models.PatchedLabeledDataRequest(shapes=[models.LabeledShapeRequest(
+        type="skeleton", frame=gone["frame"], label_id=gone["label_id"], id=gone["id"],
+        elements=[models.SubLabeledShapeRequest(type="points", frame=gone["frame"], label_id=e["label_id"],
+                                                points=e["points"], id=e["id"]) for e in gone["elements"]])]),
+        action=AnnotationUpdateAction.DELETE)
+    job.update(models.PatchedJobWriteRequest(state="completed"))
+    with Project.open(root) as proj:
+        gone_pid = proj.store.db.execute("SELECT person_id FROM cvat_shapes WHERE shape_id=?",
+                                         (gone["id"],)).fetchone()[0]
+    rc, out, err = cvat(capsys, "cvat", "pull", root, "--quiet")
+    assert rc == 0 and "people deleted from cvat 1" in out, out + err
+    with Project.open(root) as proj:
+        assert proj.store.load_person(gone_pid) is None
+        in_job = [r[0] for r in proj.store.db.execute("SELECT person_id FROM cvat_shapes WHERE job_id=?", (jid,))]
+        assert in_job and all(proj.store.load_person(pid).fully_verified for pid in in_job)
+    # and nothing goes back on the next push
+    n = len(shapes())
+    assert cvat(capsys, "cvat", "push", root, "--quiet")[0] == 0
+    assert len(shapes()) == n
