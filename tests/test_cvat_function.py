@@ -93,7 +93,7 @@ def test_pre_fills_a_task_through_the_sdk_driver(conn, gt_dev):
     assert len(shapes) == sum(len(f.persons) for f in frames)
     assert all(s["type"] == "skeleton" and s["source"] == "auto" and len(s["elements"]) == 33 for s in shapes)
     by_frame: dict[int, list] = {}
-    for s in shapes:
+    for s in sorted(shapes, key=lambda s: s["id"]):    # ids follow creation; CVAT's order within a frame does not
         by_frame.setdefault(s["frame"], []).append(cvat_label.shape_to_person(s, lmap))
     for k, f in enumerate(frames):
         got = by_frame[k]
