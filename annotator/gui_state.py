@@ -323,12 +323,25 @@ def to_texture(rgb: np.ndarray, scale: float = 1.0) -> np.ndarray:
     uploaded every frame, so the fit-to-window view gets a buffer at display size.
     """
     if scale < 1.0:
-        import cv2
-        h, w = rgb.shape[:2]
-        rgb = cv2.resize(rgb, texture_size(w, h, scale), interpolation=cv2.INTER_AREA)
+        rgb = downscale(rgb, texture_size(rgb.shape[1], rgb.shape[0], scale))
     out = np.empty(rgb.shape[:2] + (3,), np.float32)
     np.multiply(rgb, np.float32(1.0 / 255.0), out=out, casting="unsafe")
     return out.reshape(-1)
+
+
+def downscale(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Anti-aliased shrink to size=(w, h): Gaussian halvings (pyrDown) while 2x too big, then bilinear.
+
+    cv2's INTER_AREA at a non-integer ratio took 36-55 ms for 1920x1080 -> 812x457
+    here; this takes ~4 ms and differs from it by ~1.5/255 on average.
+    """
+    import cv2
+    tw, th = size
+    while rgb.shape[1] >= 2 * tw and rgb.shape[0] >= 2 * th:
+        rgb = cv2.pyrDown(rgb)
+    if (rgb.shape[1], rgb.shape[0]) != (tw, th):
+        rgb = cv2.resize(rgb, (tw, th), interpolation=cv2.INTER_LINEAR)
+    return rgb
 
 
 def display_scale(w: float, h: float, cw: float, ch: float, margin: float = 4.0) -> float:
