@@ -6,6 +6,7 @@ cvat-sdk's own Job proxy (PATCH annotations?action=update, job state).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -604,3 +605,36 @@ def test_coco_export_has_the_fields_cvats_importer_requires(gt_dev):
                           ("keypoints", list), ("segmentation", (list, dict)), ("bbox", list)):
             assert isinstance(a.get(key), kind), (key, a.get(key))
         assert len(a["keypoints"]) == 3 * sk.N and len(a["bbox"]) == 4
+
+
+def test_update_that_lands_after_the_timeout_is_settled_without_loss(server, tmp_path, gt_dev, capsys):
+    """Seen on a real CVAT 2.23.1: a big `update` PATCH ran 100+ s in the database, past our timeout, and then
+    landed. The push reports the timeout; the job now differs from what we last saw, so the next push
+    refuses it until a pull, which finds both sides changed the same way; nothing is lost or sent twice."""
+    root = make_project(tmp_path, gt_dev, 2)
+    assert cvat("cvat", "push", root, *creds(server), capsys=capsys)[0] == 0
+    with Project.open(root) as proj:
+        pid = proj.store.person_ids(proj.store.images()[0].id)[0]
+        proj.session("me").move_point(pid, 0, 12.0, 13.0)
+    with Project.open(root) as proj:
+        sid = proj.store.db.execute("SELECT shape_id FROM cvat_shapes WHERE person_id=?", (pid,)).fetchone()[0]
+    server.delay, server.delay_path = 2.0, "/annotations"
+    rc, out, err = cvat("cvat", "push", root, *creds(server)[:-1], "1", capsys=capsys)
+    one_line_error(rc, err, "timeout")
+    time.sleep(2.5)                                                   # the server finishes the update
+    server.delay = 0.0
+    lmap = lmap_of(server)
+    s = next(s for s in server_shapes(server) if s["id"] == sid)
+    assert np.allclose(element(server._with_defaults(s, next(iter(server.tasks.values()))), lmap, "nose")["points"],
+                       [12.0, 13.0])
+    rc, out, err = cvat("cvat", "push", root, *creds(server), capsys=capsys)
+    one_line_error(rc, err, "changed on the server since the last pull")
+    rc, out, err = cvat("cvat", "pull", root, *creds(server), capsys=capsys)
+    assert rc == 0, err
+    writes = len(server.requests_to("/annotations", "PATCH"))
+    rc, out, err = cvat("cvat", "push", root, *creds(server), capsys=capsys)
+    assert rc == 0, err
+    assert len(server.requests_to("/annotations", "PATCH")) == writes
+    with Project.open(root) as proj:
+        assert tuple(proj.store.load_person(pid).xy[0]) == (12.0, 13.0)
+        assert status(proj)["pending"]["update"] == 0 and not status(proj)["conflicts"]
