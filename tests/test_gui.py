@@ -253,6 +253,14 @@ def test_drag_and_picture_with_a_display_size_texture(app):
         xy1 = db_person(app, p.id)[0]
         np.testing.assert_allclose(xy1[i], xy0[i] + np.array([30, 20]) / st.view.zoom, atol=0.6 / st.view.zoom)
         assert np.flatnonzero(np.abs(xy1 - xy0).max(1) > 1e-6).tolist() == [i]
+        # zoomed in past the display size the window switches to the full-resolution texture, and back on fit
+        st.view.zoom_at(2.0, *st.view.to_screen(p.xy[i]))
+        st.mark("view")
+        app.frame()
+        assert app.tex_size == (w, h)
+        st.fit()
+        app.frame()
+        assert app.tex_size == (round(w * d.scale), round(h * d.scale))
     finally:
         dpg.set_viewport_width(vw)
         dpg.set_viewport_height(vh)
