@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -147,18 +146,12 @@ def load_gt(gt: dict | str | Path, *, assume_exhaustive: bool = False) -> Ground
     """
     if isinstance(gt, GroundTruth):
         return gt
+    from exporters.coco import check_coco_shape, load_coco_json
     name = "ground truth"
     if isinstance(gt, (str, Path)):
         name = str(gt)
-        try:
-            gt = json.loads(Path(gt).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{name}: no such file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise UserError(f"{name}: not valid JSON ({e})") from None
-    if not isinstance(gt, dict) or not isinstance(gt.get("images"), list) \
-            or not isinstance(gt.get("annotations"), list):
-        raise UserError(f"{name}: not a COCO file (needs 'images' and 'annotations' lists)")
+        gt = load_coco_json(gt)
+    check_coco_shape(gt, name)
     cats = {c.get("id"): c for c in gt.get("categories") or [] if isinstance(c, dict) and c.get("keypoints")}
     if not cats:
         raise UserError(f"{name}: no category with keypoints")

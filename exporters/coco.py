@@ -100,11 +100,8 @@ def write_json(data: dict, out: Path) -> None:
     os.replace(tmp, out)
 
 
-def read_coco(path: Path) -> tuple[str, list[Frame]]:
-    """Parse a COCO keypoints file (17 or 33 points) -> ("17"|"33", frames with 33-point persons).
-
-    COCO-17 points land on their BlazePose indices; the other 16 are not labelled.
-    """
+def load_coco_json(path: str | Path) -> dict:
+    """A COCO keypoints file as a dict, or a one-line UserError naming the file and the problem."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -112,9 +109,23 @@ def read_coco(path: Path) -> tuple[str, list[Frame]]:
         raise UserError(f"{path}: no such file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not valid JSON ({e})") from None
+    check_coco_shape(data, str(path))
+    return data
+
+
+def check_coco_shape(data, name: str) -> None:
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not isinstance(data.get("annotations"), list):
-        raise UserError(f"{path}: not a COCO file (needs 'images' and 'annotations' lists)")
+        raise UserError(f"{name}: not a COCO file (needs 'images' and 'annotations' lists)")
+
+
+def read_coco(path: Path) -> tuple[str, list[Frame]]:
+    """Parse a COCO keypoints file (17 or 33 points) -> ("17"|"33", frames with 33-point persons).
+
+    COCO-17 points land on their BlazePose indices; the other 16 are not labelled.
+    """
+    path = Path(path)
+    data = load_coco_json(path)
     cats = {c.get("id"): c for c in data.get("categories", []) if isinstance(c, dict)}
     person_cats = {cid for cid, c in cats.items() if c.get("keypoints")}
     if not person_cats:
