@@ -72,11 +72,12 @@ class ConflictTracker:
         return out
 
     # -- resolve -------------------------------------------------------------------------------------
-    def _rows(self, pid: int) -> list:
-        """The sync rows that a resolution changes: the conflict and the shape mapping(s) of the person/shape."""
+    def _rows(self, pid: int, sid=None) -> list:
+        """The sync rows that a resolution changes: the conflict and the shape mapping(s) of the person/shape
+        (sid: the conflict's shape, given once the conflict row is gone)."""
         q = self.store.db.execute
         c = q("SELECT * FROM cvat_conflicts WHERE person_id=?", (pid,)).fetchall()
-        sid = c[0][1] if c else None
+        sid = c[0][1] if c else sid
         s = q("SELECT * FROM cvat_shapes WHERE person_id=? OR shape_id=?", (pid, sid)).fetchall()
         return [("cvat_conflicts", r) for r in c] + [("cvat_shapes", r) for r in s]
 
@@ -94,12 +95,8 @@ class ConflictTracker:
             aid = session.replace_person(person_id, self.store.load_person(person_id), "cvat_keep_local",
                                          {"shape": sid})
         if aid is not None:
-            self._undo[aid] = (before, self._rows_after(person_id, sid))
+            self._undo[aid] = (before, self._rows(person_id, sid))
         return aid
-
-    def _rows_after(self, pid: int, sid) -> list:
-        q = self.store.db.execute
-        return [("cvat_shapes", r) for r in q("SELECT * FROM cvat_shapes WHERE person_id=? OR shape_id=?", (pid, sid))]
 
     def after_undo_redo(self, action_id: int | None, undo: bool) -> bool:
         """Put the sync rows back the way they were before (undo) or after (redo) a resolution."""
