@@ -83,18 +83,14 @@ def main() -> int:
             data = D.collect_data(proj, est, ids, D.Config(max_people=8 * a.full_steps))
             x = data["crops"].astype(np.float32) / 255.0
             n = min(len(x), 8 * a.full_steps)
-            s = stu.Student(threads=a.threads)
-            t0 = time.perf_counter()
-            stu.train(s, x[:n], data["targets"][:n], data["weights"][:n], epochs=1, batch_size=8, mode="full",
-                      augment=True, threads=a.threads)
-            dt = time.perf_counter() - t0
-            print(f"  full training (torch, {a.threads} threads, with augmentation): {n / dt:.2f} crops/s ({n} crops)")
-            s = stu.Student(threads=a.threads)
-            t0 = time.perf_counter()
-            stu.train(s, x[:n], data["targets"][:n], data["weights"][:n], epochs=1, batch_size=8, mode="head",
-                      augment=True, threads=a.threads)
-            dt = time.perf_counter() - t0
-            print(f"  head training through torch features (student.train, no cache): {n / dt:.2f} crops/s")
+            for mode, label in (("full", f"full training (torch, {a.threads} threads, with augmentation)"),
+                                ("head", "head training through torch features (student.train, no cache)")):
+                s = stu.Student(threads=a.threads)
+                t0 = time.perf_counter()
+                stu.train(s, x[:n], data["targets"][:n], data["weights"][:n], epochs=1, batch_size=8, mode=mode,
+                          augment=True, threads=a.threads)
+                dt = time.perf_counter() - t0
+                print(f"  {label}: {n / dt:.2f} crops/s ({n} crops)")
             print(f"peak RSS {peak_rss_mb():.0f} MB")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
