@@ -212,9 +212,6 @@ class CvatConnection:
     def project_labels(self, project_id: int) -> list[dict]:
         return self.paginate("/api/labels", project_id=project_id, what=f"reading labels of project {project_id}")
 
-    def task_labels(self, task_id: int) -> list[dict]:
-        return self.paginate("/api/labels", task_id=task_id, what=f"reading labels of task {task_id}")
-
     def ensure_project(self, name: str, *, add_missing_label: bool = False):
         """Find or create project `name` with our skeleton label.
 
@@ -310,10 +307,7 @@ class CvatConnection:
         legacy = False
         while True:
             if not legacy:
-                try:
-                    rq = self.call("GET", f"/api/requests/{quote(rq_id, safe='')}", what=what, expect=(200, 404))
-                except UserError:
-                    raise
+                rq = self.call("GET", f"/api/requests/{quote(rq_id, safe='')}", what=what, expect=(200, 404))
                 if rq is None or "status" not in rq:        # server without the requests API
                     legacy = task_id is not None
                     if not legacy:
@@ -373,28 +367,8 @@ class CvatConnection:
         return self.call("PATCH", f"/api/jobs/{job_id}/annotations/", query={"action": action},
                          body=_labeled_data(data), what=f"{action} annotations in job {job_id}")
 
-    def annotations_by_job(self, task_id: int, progress: Progress | None = None) -> list[tuple[dict, dict]]:
-        """(job, its annotations) for every job of a task, in frame order; reports ("download", k, n)."""
-        jobs = self.list_jobs(task_id)
-        out = []
-        for k, job in enumerate(jobs):
-            if progress:
-                progress("download", k, len(jobs))
-            out.append((job, self.get_job_annotations(job["id"])))
-        if progress:
-            progress("download", len(jobs), len(jobs))
-        return out
-
     def get_task_annotations(self, task_id: int) -> dict:
         return self.call("GET", f"/api/tasks/{task_id}/annotations/", what=f"reading annotations of task {task_id}")
-
-    def put_task_annotations(self, task_id: int, data: dict) -> dict:
-        return self.call("PUT", f"/api/tasks/{task_id}/annotations/", body=_labeled_data(data),
-                         what=f"writing annotations of task {task_id}")
-
-    def patch_task_annotations(self, task_id: int, action: str, data: dict) -> dict:
-        return self.call("PATCH", f"/api/tasks/{task_id}/annotations/", query={"action": action},
-                         body=_labeled_data(data), what=f"{action} annotations in task {task_id}")
 
 
 def _labeled_data(data: dict) -> dict:
