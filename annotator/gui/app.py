@@ -54,6 +54,9 @@ class App:
         self.width, self.height = width, height
         self.persons: dict[int, PersonItems] = {}
         self.edges_of = [[k for k, (a, b) in enumerate(sk.EDGES) if i in (a, b)] for i in range(sk.N)]
+        # each edge's region, by skeleton.edge_color's rule (region colors are distinct); colors are user settings
+        region_of = {c: r for r, c in sk.REGION_COLORS.items()}
+        self.edge_region = [region_of[sk.edge_color(a, b)] for a, b in sk.EDGES]
         self.tex = None
         self.tex_size = None
         self.tex_key = None
@@ -441,11 +444,9 @@ class App:
         a, b = sk.EDGES[k]
         if p.vis[a] == NOT_LABELLED or p.vis[b] == NOT_LABELLED:
             return {"show": False}
-        ra, rb = sk.REGIONS[a], sk.REGIONS[b]
-        region = ra if ra == rb else next((r for r in (ra, rb) if r not in ("torso", "face")), "torso")
         alpha = 230 if sel or self.state.sel_person is None else 150
         return {"show": True, "p1": (float(s[a, 0]), float(s[a, 1])), "p2": (float(s[b, 0]), float(s[b, 1])),
-                "color": _rgba(self.state.colors[region], alpha), "thickness": 3.0 if sel else 2.0}
+                "color": _rgba(self.state.colors[self.edge_region[k]], alpha), "thickness": 3.0 if sel else 2.0}
 
     def _update_person(self, p) -> None:
         if p is None or p.id not in self.persons:
