@@ -23,7 +23,7 @@ import numpy as np
 from . import skeleton as sk
 from .errors import UserError
 from .gui_conflicts import Conflict, ConflictTracker
-from .model import NOT_LABELLED, OCCLUDED, VISIBLE, Frame, Person
+from .model import NOT_LABELLED, OCCLUDED, VIS_NAMES, VISIBLE, Frame, Person
 from .queue import QueueItem, image_queue
 
 # -- shortcuts -------------------------------------------------------------------------------
@@ -988,13 +988,13 @@ class AppState:
         t = self._need_point()
         if t:
             self.session.cycle_visibility(t[0].id, t[1])
-            self.say(f"saved: {sk.NAMES[t[1]]} is {_vis_name(self.person(t[0].id).vis[t[1]])}")
+            self.say(f"saved: {sk.NAMES[t[1]]} is {VIS_NAMES[int(self.person(t[0].id).vis[t[1]])]}")
 
     def set_visibility(self, vis: int):
         t = self._need_point()
         if t:
             self.session.set_visibility(t[0].id, t[1], vis)
-            self.say(f"saved: {sk.NAMES[t[1]]} is {_vis_name(vis)}")
+            self.say(f"saved: {sk.NAMES[t[1]]} is {VIS_NAMES[int(vis)]}")
 
     def swap_lr(self):
         p = self._need_person()
@@ -1241,10 +1241,6 @@ class AppState:
             return {}, []
         a = sk.joint_angles(self.display_xy(p), p.vis)
         return a, sk.implausible_angles(a)
-
-
-def _vis_name(v) -> str:
-    return {NOT_LABELLED: "not labelled", OCCLUDED: "occluded", VISIBLE: "visible"}[int(v)]
 
 
 def point_style(conf: float, point_size: float) -> tuple[float, int]:
