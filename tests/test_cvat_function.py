@@ -26,24 +26,11 @@ from annotator.cvat_client import connect
 from annotator.model import OCCLUDED, VISIBLE
 
 from .conftest import MEDIA
+from .cvat_fixtures import conn, server  # noqa: F401 (fixtures)
 from .cvat_server import CvatTestServer
 from .test_cvat_xml import gt_frames
 
 HAVE_BLAZEPOSE = importlib.util.find_spec("annotator.blazepose") is not None
-
-
-@pytest.fixture
-def server():
-    with CvatTestServer() as s:
-        s.add_user("alice", "alice-pw")
-        yield s
-
-
-@pytest.fixture
-def conn(server, tmp_path):
-    c = connect(server.url, "alice", "alice-pw", env={}, cache_dir=tmp_path / "cache")
-    yield c
-    c.close()
 
 
 def _pixels_key(rgb: np.ndarray) -> str:

@@ -27,27 +27,13 @@ from annotator.errors import UserError
 from annotator.model import OCCLUDED
 
 from .conftest import MEDIA
+from .cvat_fixtures import conn, server  # noqa: F401 (fixtures)
 from .cvat_server import CvatTestServer
 from .test_cvat_xml import assert_same_people, gt_frames
 
 IMAGES = MEDIA / "images"
 FIVE = ["openpifpaf_000000081988.jpg", "alphapose_demo_2.jpg", "openpose_COCO_val2014_000000000241.jpg",
         "openpose_COCO_val2014_000000000536.jpg", "openpose_COCO_val2014_000000000294.jpg"]
-
-
-@pytest.fixture
-def server():
-    with CvatTestServer() as s:
-        s.add_user("alice", "alice-pw")
-        yield s
-
-
-@pytest.fixture
-def conn(server, tmp_path):
-    c = connect(server.url, "alice", "alice-pw", env={}, cache_dir=tmp_path / "cache", retries=2, backoff=0.01,
-                timeout=10)
-    yield c
-    c.close()
 
 
 def sdk_client(server, tmp_path, user="alice", password="alice-pw") -> Client:
