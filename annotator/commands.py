@@ -178,11 +178,8 @@ class Session:
 
     def replace_person(self, person_id: int, after: Person, command: str = "replace_person",
                        args: dict | None = None) -> int:
-        """Set a person's whole state (CVAT pull, propagation, conflict resolution)."""
-        before = self._get(person_id)
-        img = self.store.person_image(person_id)
-        after = after.copy()
-        return self._commit(command, [(person_id, img, before, after)], {"person": person_id, **(args or {})})[0]
+        """Set a person's whole state (CVAT pull, conflict resolution)."""
+        return self.replace_persons([(person_id, after)], command, {"person": person_id, **(args or {})})
 
     def replace_persons(self, afters: list[tuple[int, Person]], command: str = "replace_persons",
                         args: dict | None = None) -> int | None:
