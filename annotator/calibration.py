@@ -96,11 +96,6 @@ class Calibration:
         X = np.where(np.isnan(X), self.mean, X)          # unknown signal: no say either way
         return _sigmoid(((X - self.mean) / self.std) @ self.coef + self.intercept)
 
-    def contributions(self, feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Each feature's share of the logit (which signal made a point suspicious)."""
-        return {f: np.nan_to_num((np.asarray(feats[f], np.float64) - self.mean[k]) / self.std[k] * self.coef[k])
-                for k, f in enumerate(self.features)}
-
     def to_json(self) -> dict:
         return {"format": FORMAT, "features": list(self.features), "mean": np.round(self.mean, 6).tolist(),
                 "std": np.round(self.std, 6).tolist(), "coef": np.round(self.coef, 6).tolist(),
