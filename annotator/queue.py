@@ -57,7 +57,7 @@ def spread(items: list, gain, kind, decay: float = DIVERSITY_DECAY) -> list:
     return [it for _, _, it in keyed]
 
 
-def _reference_image_queue(store: Store, states: tuple[str, ...], limit: int | None = None) -> list[tuple]:
+def _reference_image_queue(store: Store, states: tuple[str, ...]) -> list[tuple]:
     """The ranking as one aggregate over every image: the fastest way to rank them all, slow for one page."""
     marks = ",".join("?" * len(states))
     sql = (f"SELECT i.id, i.file_name, COALESCE(SUM(CASE WHEN p.verified=0 THEN {_SUS} END), 0),"
@@ -67,8 +67,6 @@ def _reference_image_queue(store: Store, states: tuple[str, ...], limit: int | N
            " LEFT JOIN points p ON p.person_id=q.id"
            f" WHERE i.review_state IN ({marks}) AND i.status != 'failed'"
            " GROUP BY i.id ORDER BY 3 DESC, 4 DESC, i.id")
-    if limit:
-        sql += f" LIMIT {int(limit)}"
     return store.db.execute(sql, states).fetchall()
 
 
@@ -145,7 +143,7 @@ def person_queue(store: Store, limit: int | None = None) -> list[tuple]:
     """(image_id, person_id, expected wrong points, worst point) per person, most expected fixes first.
 
     The per-person suspicion: the sum of its unverified points' probabilities
-    of being wrong (suspicion.person_summary computes the same from arrays).
+    of being wrong.
     """
     sql = (f"SELECT q.image_id, q.id, SUM({_SUS}), MAX({_SUS}) FROM points p JOIN persons q ON q.id=p.person_id"
            " WHERE q.deleted=0 AND p.verified=0 GROUP BY q.id ORDER BY 3 DESC, 4 DESC, q.id")

@@ -350,17 +350,6 @@ def combine(feats: dict[str, np.ndarray], cal: Calibration) -> np.ndarray:
     return p
 
 
-def person_summary(probs: np.ndarray, labelled: np.ndarray | None = None) -> dict:
-    """Per-person suspicion: expected wrong points, the worst point, and P(any wrong)."""
-    pr = np.asarray(probs, float)
-    if labelled is not None:
-        pr = pr[labelled]
-    if not len(pr):
-        return {"expected_wrong": 0.0, "max": 0.0, "any_wrong": 0.0}
-    return {"expected_wrong": float(pr.sum()), "max": float(pr.max()),
-            "any_wrong": float(1.0 - np.prod(1.0 - np.clip(pr, 0, 1)))}
-
-
 # -- test-time augmentation -----------------------------------------------------------------
 
 def roi_from_points(xy: np.ndarray) -> tuple:
@@ -399,21 +388,12 @@ def tta_predictions(estimator, rgb: np.ndarray, roi: tuple,
     return out
 
 
-def heat_at(estimator, rgb: np.ndarray, roi: tuple, xy: np.ndarray, window: int = 7) -> np.ndarray | None:
-    """Per point, the landmark model's heatmap peak (sigmoid) in a window around `xy`, for the crop of `roi`.
-
-    MediaPipe's visibility says "is the joint hidden"; the heatmap says how
-    sure the network is that the joint is *here*. None when the landmark
-    network has no heatmaps (e.g. a student without them).
-    """
-    r = heat_stats(estimator, rgb, roi, xy, window)
-    return None if r is None else r[0]
-
-
 def heat_stats(estimator, rgb: np.ndarray, roi: tuple, xy: np.ndarray,
                window: int = 7) -> tuple[np.ndarray, np.ndarray] | None:
     """(heatmap peak near each point, spread of each heatmap in image pixels), or None without heatmaps.
 
+    MediaPipe's visibility says "is the joint hidden"; the heatmap peak (sigmoid, in a
+    `window` of cells around the point) says how sure the network is that the joint is *here*.
     Spread: the probability-weighted radius of the heatmap's cells above half
     its maximum (a sharp peak is ~1 cell; a smeared or two-peaked map is wide).
     """
