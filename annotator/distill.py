@@ -97,17 +97,17 @@ def peak_rss_mb() -> float:
 
 
 # -- estimators ---------------------------------------------------------------------------
+def teacher_spec(project, teacher: str) -> str | None:
+    """Student spec of a teacher ('round K'), None for MediaPipe's own network."""
+    return None if teacher == "mediapipe" else reg.resolve_model(project, teacher)[0]
+
+
 def estimator_for(project, teacher: str, threads: int = 1):
     """PoseEstimator with pre-fill's settings and the given landmark model ('mediapipe' or 'round K')."""
-    from .prefill import estimator_settings, make_estimator
-    spec = None
-    if teacher != "mediapipe":
-        spec, _ = reg.resolve_model(project, teacher)
-    kw = dict(estimator_settings(project.settings), num_threads=threads)
-    return make_estimator(kw, spec)
+    return _student_estimator(project, teacher_spec(project, teacher), threads)
 
 
-def _student_estimator(project, spec: str, threads: int = 1):
+def _student_estimator(project, spec: str | None, threads: int = 1):
     from .prefill import estimator_settings, make_estimator
     return make_estimator(dict(estimator_settings(project.settings), num_threads=threads), spec)
 
@@ -682,8 +682,9 @@ def run_round(project, cfg: Config, quiet: bool = True, log: Callable[[str], Non
         train_ids = [r[0] for r in store.db.execute(
             "SELECT DISTINCT q.image_id FROM persons q WHERE q.deleted=0 ORDER BY q.image_id")
             if r[0] not in gold_set]
-        teacher_est = estimator_for(project, teacher, threads=cfg.threads)
-        start_spec = None if teacher == "mediapipe" else reg.resolve_model(project, teacher)[0]
+        start_spec = teacher_spec(project, teacher)
+        teacher_est = _student_estimator(project, start_spec, cfg.threads)
+        student_est = None      # built once, for gold and re-prediction
         models = Path(project.root) / "models"
         models.mkdir(exist_ok=True)
         data_path = models / f"round-{k}.data.npz"
@@ -733,7 +734,8 @@ def run_round(project, cfg: Config, quiet: bool = True, log: Callable[[str], Non
             gt = gold_gt(project, gold)
             bar = _bar(bars, 4 * len(gold), "gold", "img")
             up = bar.update if bar else None
-            student_est = _student_estimator(project, spec, cfg.threads)
+            if student_est is None:
+                student_est = _student_estimator(project, spec, cfg.threads)
             before = gold_roi_predictions(project, teacher_est, gold, up)
             after = gold_roi_predictions(project, student_est, gold, up)
             pf_before = gold_predictions(project, teacher_est, gold, up)
@@ -757,7 +759,8 @@ def run_round(project, cfg: Config, quiet: bool = True, log: Callable[[str], Non
         if ok:
             t0 = time.perf_counter()
             reg.update_round(store, k, stage="applying")
-            student_est = _student_estimator(project, spec, cfg.threads)
+            if student_est is None:
+                student_est = _student_estimator(project, spec, cfg.threads)
             n_img = store.db.execute("SELECT count(DISTINCT q.image_id) FROM persons q JOIN points p ON"
                                      " p.person_id=q.id WHERE q.deleted=0 AND p.verified=0").fetchone()[0]
             bar = _bar(bars, n_img, f"re-predict (round {k})", "img")
