@@ -81,18 +81,17 @@ def test_point_moved_far_away_becomes_the_most_suspicious(clear_people):
 def test_heatmap_is_sure_where_the_model_put_a_point_and_not_elsewhere(estimator, clear_people):
     rgb, p, _ = clear_people[0]
     roi = S.roi_from_points(p.xy)
-    at = S.heat_at(estimator, rgb, roi, p.xy)
+    at, spread = S.heat_stats(estimator, rgb, roi, p.xy)
     assert np.median(at[[11, 12, 23, 24, 13, 14]]) > 0.5
     q = p.xy.copy()
     q[:, 0] += 0.5 * S.torso_length(p.xy)                           # every point half a torso to the right
-    off = S.heat_at(estimator, rgb, roi, q)
+    off, _ = S.heat_stats(estimator, rgb, roi, q)
     assert np.median(off) < np.median(at) - 0.2
     f = S.person_tta_features(estimator, rgb, p.xy, roi)
     assert set(f) == set(S.TTA_SIGNALS) and np.allclose(f["heat"], 1 - at)
     # the heatmap's spread: a few cells wide where the person is clear, and larger on a crop that
     # holds the person at a quarter of the size (each cell covers 4x the pixels, the peaks blur)
-    peak, spread = S.heat_stats(estimator, rgb, roi, p.xy)
-    assert np.allclose(peak, at) and (spread >= 0).all()
+    assert (spread >= 0).all()
     body = [11, 12, 23, 24, 13, 14, 25, 26]
     assert np.median(spread[body]) < 0.25 * S.torso_length(p.xy), spread[body]
     assert np.allclose(f["heat_spread"], np.log1p(S.oks_units(spread, S.torso_area(p.xy))))
