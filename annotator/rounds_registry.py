@@ -175,6 +175,11 @@ def resolve_model(project, name: str) -> tuple[str, str]:
             raise UserError(f"{project.root}: no distillation round {num}")
         if r["status"] != "accepted":
             raise UserError(f"round {num} was not accepted ({r['status']}: {r['reason'] or 'unfinished'})")
+    return _spec(project, r)
+
+
+def _spec(project, r: dict) -> tuple[str, str]:
+    """(student spec, provenance name) of an accepted round's row; UserError if its file is gone."""
     path = Path(project.root) / r["model_path"]
     if not path.exists():
         raise UserError(f"{path}: model file of round {r['k']} is missing")
@@ -205,5 +210,5 @@ def project_model(project, name: str = "auto") -> tuple[str | None, str | None, 
     except ImportError:
         return None, None, (f"MediaPipe's landmark network: round {r['k']} is accepted but its runtime is not"
                             " installed (pip install .[train])")
-    spec, prov = resolve_model(project, "latest")
+    spec, prov = _spec(project, r)
     return spec, prov, f"{prov} (the latest accepted distillation round)"
