@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,31 +32,15 @@ DATA = REPO / ".." / "shared" / "data"
 DEMO = REPO / "projects" / "demo" / "images"
 
 
-def die_with_parent() -> None:
-    """In the Xvfb child: get SIGTERM when the Python process dies (no stray X servers after a crash)."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)       # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def ensure_display() -> subprocess.Popen | None:
     if os.environ.get("DISPLAY"):
         return None
-    for n in range(90, 140):
-        if os.path.exists(f"/tmp/.X11-unix/X{n}") or os.path.exists(f"/tmp/.X{n}-lock"):
-            continue
-        p = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
-        for _ in range(100):
-            if os.path.exists(f"/tmp/.X11-unix/X{n}"):
-                break
-            time.sleep(0.05)
-        if p.poll() is None:
-            os.environ["DISPLAY"] = f":{n}"
-            return p
-    raise SystemExit("no DISPLAY and Xvfb could not be started")
+    from tests.gui_project import start_xvfb
+    got = start_xvfb(1920, 1080)
+    if got is None:
+        raise SystemExit("no DISPLAY and Xvfb could not be started")
+    os.environ["DISPLAY"] = got[1]
+    return got[0]
 
 
 def pct(v, q):

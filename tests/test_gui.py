@@ -22,20 +22,11 @@ import pytest
 
 from annotator import skeleton as sk
 from annotator.model import OCCLUDED, VISIBLE
-from tests.gui_project import REPO, make_project
+from tests.gui_project import REPO, make_project, start_xvfb
 
 pytestmark = pytest.mark.gui
 
 SCREEN = (1600, 1000)
-
-
-def die_with_parent() -> None:
-    """In the Xvfb child: get SIGTERM when the Python process dies (no stray X servers after a crash)."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)       # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -44,24 +35,13 @@ def display():
     for tool in ("Xvfb", "xdotool"):
         if not shutil.which(tool):
             pytest.skip(f"{tool} not installed (apt-get install xvfb xdotool; tests/run.sh does it)")
-    proc = None
-    for n in range(90, 140):
-        if os.path.exists(f"/tmp/.X{n}-lock") or os.path.exists(f"/tmp/.X11-unix/X{n}"):
-            continue
-        proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
-        for _ in range(100):
-            if os.path.exists(f"/tmp/.X11-unix/X{n}") or proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        if proc.poll() is None:
-            break
-        proc = None
-    if proc is None:
+    got = start_xvfb(*SCREEN)
+    if got is None:
         pytest.skip("could not start Xvfb on :90-:139")
+    proc, disp = got
     old = os.environ.get("DISPLAY")
-    os.environ["DISPLAY"] = f":{n}"
-    yield f":{n}"
+    os.environ["DISPLAY"] = disp
+    yield disp
     if old is None:
         os.environ.pop("DISPLAY", None)
     else:
