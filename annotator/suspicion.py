@@ -606,21 +606,18 @@ def _image_ids(store, image_ids) -> list[int]:
 
 
 def update_suspicion(project, image_ids: Iterable[int] | None = None, model: SuspicionModel | None = None,
-                     tta: bool = False, estimator=None, progress=None, chunk: int = 500) -> dict:
+                     progress=None, chunk: int = 500) -> dict:
     """Recompute and store every point's suspicion (after a pre-fill, a new model, or edits).
 
-    tta=True first runs the transformed-crop predictions for people that have
-    none yet (needs the images and a model: slower); otherwise people without
-    stored TTA are scored by the calibration fit without those signals.
+    Uses the stored TTA features (compute_tta makes missing ones); people
+    without them are scored by the calibration fit without those signals.
     Verified points get 0: nothing left to find there.
     """
     store = project.store
     model = model or load_model(store)
     ids = _image_ids(store, image_ids)
     t0 = time.perf_counter()
-    summary = {"images": len(ids), "people": 0, "people_with_tta": 0, "tta_computed": 0, "seconds": 0.0}
-    if tta:
-        summary["tta_computed"] = compute_tta(project, ids, estimator=estimator)["people"]
+    summary = {"images": len(ids), "people": 0, "people_with_tta": 0, "seconds": 0.0}
     for k in range(0, len(ids), chunk):
         part = ids[k:k + chunk]
         cands = collect(project, part, include_empty=False)
