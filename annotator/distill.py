@@ -54,8 +54,7 @@ from .model import NOT_LABELLED
 
 CROP = 256
 # (name, mirrored, scale, degrees) as suspicion.tta_predictions takes them: flip and scales
-PSEUDO_VARIANTS = (("orig", False, 1.0, 0.0), ("flip", True, 1.0, 0.0),
-                   ("scale_up", False, 1.2, 0.0), ("scale_down", False, 0.85, 0.0))
+PSEUDO_VARIANTS = (("flip", True, 1.0, 0.0), ("scale_up", False, 1.2, 0.0), ("scale_down", False, 0.85, 0.0))
 SUMMARY_KEYS = ("oks_ap", "oks_ap50", "pck_0_05", "pck_0_1", "mean_error_px", "median_error_px",
                 "mean_matched_oks", "person_recall", "n_gt_people", "n_gt_points", "n_matched_people")
 
@@ -145,8 +144,8 @@ def pseudo_labels(est, rgb: np.ndarray, roi, mirrored: np.ndarray | None = None,
     conf = np.clip(np.asarray(base.visibility) * np.asarray(base.presence), 0, 1)
     if not full:
         return np.asarray(base.xy, np.float64)[:sk.N].copy(), conf, np.zeros(sk.N)
-    var = tta_predictions(est, rgb, roi, variants=PSEUDO_VARIANTS[1:], mirrored_rgb=mirrored)
-    stack = np.stack([np.asarray(base.xy, np.float64)[:sk.N]] + [var[v[0]] for v in PSEUDO_VARIANTS[1:]])
+    var = tta_predictions(est, rgb, roi, variants=PSEUDO_VARIANTS, mirrored_rgb=mirrored)
+    stack = np.stack([np.asarray(base.xy, np.float64)[:sk.N], *var.values()])
     mean = stack.mean(0)
     spread = np.linalg.norm(stack - mean, axis=-1).max(0)
     return mean, conf, spread
