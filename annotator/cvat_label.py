@@ -236,8 +236,11 @@ def conf_value(c: float) -> str:
 
 
 def person_to_shape(person: Person, frame: int, lmap: LabelMap, *, source: str | None = None,
-                    shape_id: int | None = None) -> dict:
-    """A Person as a CVAT skeleton shape dict (all 33 elements; vis 0 -> outside, 1 -> occluded)."""
+                    shape_id: int | None = None, element_ids: dict | None = None) -> dict:
+    """A Person as a CVAT skeleton shape dict (all 33 elements; vis 0 -> outside, 1 -> occluded).
+
+    shape_id and element_ids ({str(sublabel id): element id}) address an existing
+    server shape, as CVAT's update and delete need."""
     if source is None:
         source = "manual" if person.verified.any() else "auto"
     elements = []
@@ -254,6 +257,8 @@ def person_to_shape(person: Person, frame: int, lmap: LabelMap, *, source: str |
         elements.append({"type": "points", "label_id": sid, "frame": int(frame), "group": 0,
                          "source": source, "occluded": v == OCCLUDED, "outside": v == NOT_LABELLED,
                          "z_order": 0, "rotation": 0.0, "points": [x, y], "attributes": attrs})
+        if element_ids and element_ids.get(str(sid)) is not None:
+            elements[-1]["id"] = element_ids[str(sid)]
     shape = {"type": "skeleton", "label_id": lmap.label_id, "frame": int(frame), "group": 0,
              "source": source, "occluded": False, "outside": False, "z_order": 0, "rotation": 0.0,
              "points": [], "attributes": [], "elements": elements}

@@ -422,11 +422,8 @@ class CvatSync:
             shapes = []
             for _, sid in ops["delete"]:
                 frame, base, elements = known[sid]
-                s = cvat_label.person_to_shape(person_from_content(base), frame, lmap, shape_id=sid)
-                for el in s["elements"]:
-                    if elements.get(str(el["label_id"])) is not None:
-                        el["id"] = elements[str(el["label_id"])]
-                shapes.append(s)
+                shapes.append(cvat_label.person_to_shape(person_from_content(base), frame, lmap, shape_id=sid,
+                                                         element_ids=elements))
             body = {"shapes": shapes}
             self.conn.patch_job_annotations(jid, "delete", body)
             with self.store.tx():
@@ -437,12 +434,7 @@ class CvatSync:
             shapes, revs = [], {}
             for pid, frame, sid, elements in ops["update"]:
                 p = self.store.load_person(pid)
-                s = cvat_label.person_to_shape(p, frame, lmap, shape_id=sid)
-                for el in s["elements"]:
-                    eid = elements.get(str(el["label_id"]))
-                    if eid is not None:
-                        el["id"] = eid
-                shapes.append(s)
+                shapes.append(cvat_label.person_to_shape(p, frame, lmap, shape_id=sid, element_ids=elements))
                 revs[sid] = (pid, p.rev, content(p))
             res = self.conn.patch_job_annotations(jid, "update", {"shapes": shapes})
             by_id = {s["id"]: s for s in (res or {}).get("shapes") or []}
