@@ -334,13 +334,12 @@ class App:
         if not dirty:
             return
         if "image" in dirty or "view" in dirty:
-            self._upload_texture(force="image" in dirty)    # a new image, or the zoom crossed the display size
+            self._upload_texture(force="image" in dirty)    # places the image (new image, zoom, pan)
         if "people" in dirty:
             dpg.set_value(self.angle_check, st.show_angles)
             self._rebuild_people()
             dirty |= {"selection"}
         elif "view" in dirty or "image" in dirty:
-            self._place_image()
             for p in st.frame.persons if st.frame else []:
                 self._update_person(p)
             dirty |= {"selection"}
@@ -417,7 +416,6 @@ class App:
         dpg.configure_item(self.img_item, pmin=tuple(v.to_screen((0, 0))), pmax=tuple(v.to_screen((w, h))))
 
     def _rebuild_people(self) -> None:
-        self._place_image()
         dpg.delete_item(self.layer, children_only=True)
         self.persons.clear()
         for p in self.state.frame.persons if self.state.frame else []:
