@@ -87,8 +87,9 @@ def export_checked(student, out, outputs=RUN_OUTPUTS, crop: np.ndarray | None = 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    from .tflite_torch import export_tuple_net
     net = runtime_net(student, outputs)
-    export_net(net, tmp)
+    export_tuple_net(net, list(net.names), tmp)
     if crop is None:
         crop = np.random.default_rng(0).random((1, 256, 256, 3), dtype=np.float32)
     crop = np.asarray(crop, np.float32).reshape(1, 256, 256, 3)
@@ -170,23 +171,6 @@ def runtime_net(student, outputs=RUN_OUTPUTS):
             return tuple(out[n] for n in names)
 
     return RuntimeNet().eval()
-
-
-def export_net(net, path, opset: int = 17) -> Path:
-    """TorchScript ONNX export (NHWC float32 input 'input_1', dynamic batch) of a runtime_net."""
-    import warnings
-
-    import torch
-    out_names = list(net.names)
-    dummy = torch.zeros((1, 256, 256, 3))
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message="Constant folding")
-        torch.onnx.export(net, (dummy,), str(path), dynamo=False, opset_version=opset, input_names=["input_1"],
-                          output_names=out_names,
-                          dynamic_axes={"input_1": {0: "batch"}, **{n: {0: "batch"} for n in out_names}})
-    return Path(path)
 
 
 def _session(path, threads: int):

@@ -472,16 +472,21 @@ class _Tuple(nn.Module):
 def export_onnx(module: TFLiteModule, path: str | os.PathLike, outputs: list[str] | None = None,
                 opset: int = 17) -> Path:
     """Write an ONNX file (NHWC float32 input 'input_1', dynamic batch) with the named outputs."""
-    path = Path(path)
     names = module._names(outputs if outputs is not None else list(POSE_OUTPUTS.values()))
-    wrapper = _Tuple(module, names).eval()
-    dummy = torch.zeros((1,) + tuple(module.input_shape[1:]))
+    return export_tuple_net(_Tuple(module, names).eval(), names, path, tuple(module.input_shape[1:]), opset)
+
+
+def export_tuple_net(net: nn.Module, names: list[str], path: str | os.PathLike,
+                     input_hwc: tuple = (256, 256, 3), opset: int = 17) -> Path:
+    """ONNX export of a module that maps an NHWC batch to a tuple of outputs called `names`."""
+    path = Path(path)
+    dummy = torch.zeros((1,) + tuple(input_hwc))
     # The TorchScript exporter (the torch.export one needs onnxscript); its notices are expected here.
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="Constant folding")
-        torch.onnx.export(wrapper, (dummy,), str(path), dynamo=False, opset_version=opset,
+        torch.onnx.export(net, (dummy,), str(path), dynamo=False, opset_version=opset,
                           input_names=["input_1"], output_names=names,
                           dynamic_axes={"input_1": {0: "batch"}, **{n: {0: "batch"} for n in names}})
     return path
