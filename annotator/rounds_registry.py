@@ -34,8 +34,6 @@ _TABLES = (
     )""",
 )
 
-FINISHED = ("accepted", "rejected")
-
 
 def ensure_tables(store) -> None:
     with store.tx():

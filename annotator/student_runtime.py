@@ -27,7 +27,6 @@ import numpy as np
 
 from .errors import UserError
 
-OUTPUTS = ("landmarks", "pose_flag")
 RUN_OUTPUTS = ("landmarks", "base_landmarks", "pose_flag", "heatmap")
 TRAIN_OUTPUTS = ("features", "base_landmarks", "heatmap")
 ONNX_TOLERANCE_PX = 0.02     # torch vs onnxruntime on a real-size crop, crop pixels
