@@ -51,6 +51,7 @@ from . import rounds_registry as reg
 from . import skeleton as sk
 from .errors import UserError
 from .model import NOT_LABELLED
+from .student_runtime import make_spec
 
 CROP = 256
 # (name, mirrored, scale, degrees) as suspicion.tta_predictions takes them: flip and scales
@@ -716,7 +717,7 @@ def run_round(project, cfg: Config, quiet: bool = True, log: Callable[[str], Non
         mfile = reg.model_file(project, k)
         row = reg.get_round(store, k)
         if row["stage"] in ("trained", "evaluated", "applying") and row["model_sha256"] and mfile.exists():
-            spec = f"{mfile}#sha256={row['model_sha256']}"
+            sha = row["model_sha256"]
         else:
             t0 = time.perf_counter()
             student, curve, stats = train_student(project, start_spec, data, cfg, bars)
@@ -725,8 +726,8 @@ def run_round(project, cfg: Config, quiet: bool = True, log: Callable[[str], Non
             rec.update(curve=curve, train=stats, seconds=times)
             reg.update_round(store, k, stage="trained", model_path=str(mfile.relative_to(project.root)),
                              model_sha256=sha, record=rec)
-            spec = f"{mfile}#sha256={sha}"
             del student
+        spec = make_spec(mfile, sha)
         # 4. gold
         if "decision" not in rec:
             t0 = time.perf_counter()

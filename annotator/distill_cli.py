@@ -108,8 +108,8 @@ def cmd_rounds(a) -> int:
             r = reg.get_round(proj.store, int(k)) if str(k).isdigit() else None
             if r is None or not r["model_path"]:
                 raise UserError(f"{proj.root}: no round {k} with a model")
-            from .student_runtime import export_checked, load_student
-            st = load_student(f"{Path(proj.root) / r['model_path']}#sha256={r['model_sha256']}")
+            from .student_runtime import export_checked, load_student, make_spec
+            st = load_student(make_spec(Path(proj.root) / r["model_path"], r["model_sha256"]))
             diffs = export_checked(st, out)
             print(f"wrote {out} (round {k}; onnxruntime vs torch max diff: "
                   + ", ".join(f"{n} {d:.2e}" for n, d in diffs.items()) + ")")
