@@ -597,15 +597,23 @@ class CvatSync:
         # people that exist only on the server
         for sid, shape in server.items():
             sp = cvat_label.shape_to_person(shape, lmap)
-            p = sp.copy()
-            p.source = [src if p.vis[i] else "" for i in range(sk.N)]
-            p.verified[:] = accepted
-            new_id = session.add_person(frame_image[shape["frame"]], p)
-            with self.store.tx():
-                rev = self._q("SELECT rev FROM persons WHERE id=?", (new_id,)).fetchone()[0]
-                self._map(new_id, shape, jid, rev, content(sp))
+            self._add_from_server(frame_image[shape["frame"]], sp, shape, jid, accepted, src, session)
             rep.add("people_added_from_cvat")
             rep.add("points_received", int(sp.labelled.sum()))
+
+    def _add_from_server(self, image_id: int, sp: Person, shape: dict, jid: int, accepted: bool, src: str,
+                         session, replaces: int | None = None) -> None:
+        """Add the server's person sp (shape) to an image through the session and map it to the shape;
+        replaces: the person id whose old mapping to the shape goes."""
+        p = sp.copy()
+        p.source = [src if p.vis[i] else "" for i in range(sk.N)]
+        p.verified[:] = accepted
+        new_id = session.add_person(image_id, p)
+        with self.store.tx():
+            if replaces is not None:
+                self._q("DELETE FROM cvat_shapes WHERE person_id=?", (replaces,))
+            rev = self._q("SELECT rev FROM persons WHERE id=?", (new_id,)).fetchone()[0]
+            self._map(new_id, shape, jid, rev, content(sp))
 
     def resolve(self, person_id: int, prefer: str, session=None) -> None:
         """Settle one recorded conflict without the server (e.g. from the desktop app).
@@ -656,14 +664,7 @@ class CvatSync:
             return
         sc = content(sp)
         if local is None:                       # deleted here, the server kept (and changed) it: bring it back
-            p = sp.copy()
-            p.source = [src if p.vis[i] else "" for i in range(sk.N)]
-            p.verified[:] = accepted
-            new_id = session.add_person(self.store.person_image(pid), p)
-            with self.store.tx():
-                self._q("DELETE FROM cvat_shapes WHERE person_id=?", (pid,))
-                rev = self._q("SELECT rev FROM persons WHERE id=?", (new_id,)).fetchone()[0]
-                self._map(new_id, shape, jid, rev, sc)
+            self._add_from_server(self.store.person_image(pid), sp, shape, jid, accepted, src, session, replaces=pid)
             rep.add("people_added_from_cvat")
             return
         mask = changed_points(content(local), sc)

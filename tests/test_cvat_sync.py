@@ -349,6 +349,30 @@ def test_change_on_both_sides_is_a_conflict_resolved_by_prefer_server(server, tm
         assert not status(proj)["conflicts"]
 
 
+def test_person_deleted_here_and_changed_on_cvat_comes_back_with_prefer_server(server, tmp_path, gt_dev, capsys):
+    root = make_project(tmp_path, gt_dev, 2)
+    assert cvat("cvat", "push", root, *creds(server), capsys=capsys)[0] == 0
+    lmap = lmap_of(server)
+    jid = next(iter(server.jobs))
+    with sdk(server, tmp_path, job=jid) as c:
+        shape = edit_on_server(c, jid, lambda s: element(s, lmap, "left_elbow").update(points=[1.0, 2.0],
+                                                                                      outside=False))
+    with Project.open(root) as proj:
+        pid = proj.store.db.execute("SELECT person_id FROM cvat_shapes WHERE shape_id=?", (shape["id"],)).fetchone()[0]
+        image_id = proj.store.person_image(pid)
+        proj.session("me").delete_person(pid)
+    rc, out, err = cvat("cvat", "pull", root, *creds(server), "--prefer", "server", capsys=capsys)
+    assert rc == 0, err
+    with Project.open(root) as proj:
+        assert proj.store.load_person(pid) is None
+        (new_pid,) = proj.store.db.execute("SELECT person_id FROM cvat_shapes WHERE shape_id=?",
+                                           (shape["id"],)).fetchone()
+        assert new_pid != pid and proj.store.person_image(new_pid) == image_id
+        p = proj.store.load_person(new_pid)
+        assert tuple(p.xy[sk.INDEX["left_elbow"]]) == (1.0, 2.0) and p.source[sk.INDEX["left_elbow"]] == "cvat:bob"
+        assert not status(proj)["conflicts"] and status(proj)["pending"] == {"create": 0, "update": 0, "delete": 0}
+
+
 def test_conflict_resolved_by_prefer_local_then_pushed(server, tmp_path, gt_dev, capsys):
     root, pid, shape, lmap = _conflict_setup(server, tmp_path, gt_dev, capsys)
     assert cvat("cvat", "pull", root, *creds(server), capsys=capsys)[0] == 0
