@@ -521,6 +521,9 @@ class PoseEstimator:
         # A replacement landmark network (e.g. a distilled student): crop (256, 256, 3) float32 [0, 1]
         # -> (raw (K*5,), pose_flag, heatmap or None), K >= 33, as decode_landmarks takes them.
         self.landmark_fn = None
+        # id(pose) -> (pose, heatmap) for the people of the last predict(): the suspicion's heatmap
+        # signals read them instead of running the landmark model on the same crop again
+        self._heatmaps: dict[int, tuple[PersonPose, np.ndarray]] = {}
 
     # -- building blocks ----------------------------------------------------------------
     def _lm(self) -> _Model:
@@ -569,21 +572,32 @@ class PoseEstimator:
 
     def predict_roi(self, rgb: np.ndarray, roi, det_score: float = float("nan")) -> PersonPose:
         """The landmark model on one ROI, whatever its pose flag."""
+        return self._predict_roi(rgb, roi, det_score)[0]
+
+    def _predict_roi(self, rgb: np.ndarray, roi, det_score: float) -> tuple[PersonPose, np.ndarray | None]:
         x, _ = self.crop(rgb, roi)
         raw, flag, hm = self.run_landmark_model(x)
-        return decode_landmarks(raw, flag, square_roi(roi), hm, det_score)
+        return decode_landmarks(raw, flag, square_roi(roi), hm, det_score), hm
+
+    def heatmap_of(self, pose: PersonPose) -> np.ndarray | None:
+        """The landmark heatmap behind a pose the last predict() returned (crop of pose.roi), else None."""
+        e = self._heatmaps.get(id(pose))
+        return e[1] if e is not None and e[0] is pose else None
 
     # -- still images ----------------------------------------------------------------------
     def predict(self, rgb: np.ndarray) -> list[PersonPose]:
         """Every person in a still image, best score first."""
         if self.engine == "legacy":
             return self._legacy_predict(rgb)
-        people = []
+        people, heat = [], {}
         for d in self.detect(rgb)[: 2 * self.max_people]:
-            p = self.predict_roi(rgb, d.roi(), d.score)
+            p, hm = self._predict_roi(rgb, d.roi(), d.score)
             if self._is_person(p):
                 people.append(p)
-        return self._dedup(people)[: self.max_people]
+                heat[id(p)] = (p, hm)
+        out = self._dedup(people)[: self.max_people]
+        self._heatmaps = {id(p): heat[id(p)] for p in out if heat[id(p)][1] is not None}
+        return out
 
     def _is_person(self, p: PersonPose) -> bool:
         """A detection's landmarks are kept as a person: pose flag, and the heatmaps' confidence

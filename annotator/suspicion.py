@@ -388,18 +388,20 @@ def tta_predictions(estimator, rgb: np.ndarray, roi: tuple,
     return out
 
 
-def heat_stats(estimator, rgb: np.ndarray, roi: tuple, xy: np.ndarray,
-               window: int = 7) -> tuple[np.ndarray, np.ndarray] | None:
+def heat_stats(estimator, rgb: np.ndarray, roi: tuple, xy: np.ndarray, window: int = 7,
+               hm: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """(heatmap peak near each point, spread of each heatmap in image pixels), or None without heatmaps.
 
     MediaPipe's visibility says "is the joint hidden"; the heatmap peak (sigmoid, in a
     `window` of cells around the point) says how sure the network is that the joint is *here*.
     Spread: the probability-weighted radius of the heatmap's cells above half
     its maximum (a sharp peak is ~1 cell; a smeared or two-peaked map is wide).
+    hm: the heatmap of the crop of `roi` when the caller has it (else the landmark model runs).
     """
     from .blazepose import crop_affine
-    crop, _ = estimator.crop(rgb, roi)
-    _, _, hm = estimator.run_landmark_model(crop)
+    if hm is None:
+        crop, _ = estimator.crop(rgb, roi)
+        _, _, hm = estimator.run_landmark_model(crop)
     if hm is None:
         return None
     hm = np.asarray(hm, np.float32)
@@ -427,12 +429,13 @@ def heat_stats(estimator, rgb: np.ndarray, roi: tuple, xy: np.ndarray,
 
 
 def person_tta_features(estimator, rgb: np.ndarray, xy: np.ndarray, roi: tuple | None = None,
-                        mirrored_rgb: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Everything the extra model runs say about one person: the transformed crops + the heatmap."""
+                        mirrored_rgb: np.ndarray | None = None, hm: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Everything the extra model runs say about one person: the transformed crops + the heatmap
+    (hm: the crop of `roi`'s heatmap when already computed)."""
     xy = np.asarray(xy, np.float64)[:sk.N]
     roi = tuple(roi) if roi is not None else roi_from_points(xy)
     variants = tta_predictions(estimator, rgb, roi, mirrored_rgb=mirrored_rgb)
-    hs = heat_stats(estimator, rgb, roi, xy)
+    hs = heat_stats(estimator, rgb, roi, xy, hm=hm)
     return tta_features(xy, variants, None if hs is None else hs[0], heat_spread_px=None if hs is None else hs[1])
 
 
@@ -854,9 +857,12 @@ def signal_figures(rows: list[dict], names: Iterable[str], fractions=(0.1, 0.2, 
 
 def tta_for_poses(estimator, rgb: np.ndarray, poses: list) -> list[dict[str, np.ndarray]]:
     """In a pre-fill worker, right after predict(): every found person's TTA features, on the
-    ROI the engine used (pose.roi), while the image is decoded anyway (~10 landmark runs a person)."""
+    ROI the engine used (pose.roi), while the image is decoded anyway (~10 landmark runs a person;
+    the heatmap of predict()'s own run on that ROI is reused when the estimator kept it)."""
     mirrored = np.ascontiguousarray(rgb[:, ::-1])
-    return [person_tta_features(estimator, rgb, pose.xy, getattr(pose, "roi", None), mirrored) for pose in poses]
+    heat = getattr(estimator, "heatmap_of", lambda pose: None)
+    return [person_tta_features(estimator, rgb, pose.xy, getattr(pose, "roi", None), mirrored, heat(pose))
+            for pose in poses]
 
 
 def store_prefill_tta(store, person_ids: list[int], persons: list[Person], feats: list[dict]) -> None:

@@ -65,12 +65,11 @@ class CachedEstimator(bp.PoseEstimator):
         m = s >= min_score
         return s[m], b[m], kp[m]
 
-    def predict_roi(self, rgb, roi, det_score=float("nan")):
+    def _predict_roi(self, rgb, roi, det_score):
         k = (self.key, tuple(round(float(v), 3) for v in roi))
         if k not in self._lc:
-            self._lc[k] = super().predict_roi(rgb, roi)
-        p = self._lc[k]
-        return _copy_with_score(p, det_score)
+            self._lc[k] = super()._predict_roi(rgb, roi, float("nan"))[0]
+        return _copy_with_score(self._lc[k], det_score), None      # no heatmap kept: no TTA here
 
 
 def _copy_with_score(p: bp.PersonPose, det_score: float) -> bp.PersonPose:

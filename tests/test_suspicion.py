@@ -100,6 +100,24 @@ def test_heatmap_is_sure_where_the_model_put_a_point_and_not_elsewhere(estimator
     assert np.median(spread4[body]) > np.median(spread[body])
 
 
+def test_prefill_hook_reuses_predicts_heatmap(estimator, clear_people, monkeypatch):
+    """tta_for_poses takes the heatmap of predict()'s own run on pose.roi: same features as a fresh
+    run on that crop, one landmark run fewer per person."""
+    rgb = clear_people[0][0]
+    poses = estimator.predict(rgb)
+    assert poses and all(estimator.heatmap_of(p) is not None for p in poses)
+    fresh = [S.person_tta_features(estimator, rgb, p.xy, p.roi) for p in poses]
+    calls = []
+    run = estimator.run_landmark_model
+    monkeypatch.setattr(estimator, "run_landmark_model", lambda crop: calls.append(1) or run(crop))
+    got = S.tta_for_poses(estimator, rgb, poses)
+    assert len(calls) == len(poses) * len(S.TTA_VARIANTS)
+    for a, b in zip(got, fresh):
+        assert set(a) == set(b) and all(np.allclose(a[k], b[k], equal_nan=True) for k in a)
+    estimator.predict(clear_people[1][0])                  # another image: the old poses' heatmaps are gone
+    assert estimator.heatmap_of(poses[0]) is None
+
+
 def test_shifted_crops_move_with_the_roi_axes():
     """A shift variant moves the crop along the ROI's own axes (so it means the same for a rotated ROI)."""
     class Spy:
