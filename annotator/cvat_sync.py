@@ -335,7 +335,7 @@ class CvatSync:
                 if same(content(p), json.loads(base)):
                     ops["same_rev"].append((pid, rev))
                 else:
-                    ops["update"].append((pid, frame, shape_id, json.loads(elements)))
+                    ops["update"].append((pid, frame, shape_id, json.loads(elements), p))
         return ops
 
     def _server_edits(self, job_id: int, ann: dict, lmap) -> list[str]:
@@ -432,8 +432,7 @@ class CvatSync:
             rep.add("people_deleted_on_cvat", len(ops["delete"]))
         if ops["update"]:
             shapes, revs = [], {}
-            for pid, frame, sid, elements in ops["update"]:
-                p = self.store.load_person(pid)
+            for pid, frame, sid, elements, p in ops["update"]:
                 shapes.append(cvat_label.person_to_shape(p, frame, lmap, shape_id=sid, element_ids=elements))
                 revs[sid] = (pid, p.rev, content(p))
             res = self.conn.patch_job_annotations(jid, "update", {"shapes": shapes})
