@@ -51,11 +51,11 @@ class _Bars:
 
 
 def _connect(a, proj):
-    from .cvat_client import ENV_URL, ENV_USER, connect
+    from .cvat_client import ENV_TOKEN, ENV_URL, ENV_USER, connect
     cfg = proj.settings.get("cvat", {})
     env = dict(os.environ)
     url = a.url or env.get(ENV_URL) or cfg.get("url") or None
-    user = a.user or env.get(ENV_USER) or (cfg.get("user") if not (a.token or env.get("CVAT_ACCESS_TOKEN")) else None)
+    user = a.user or env.get(ENV_USER) or (cfg.get("user") if not (a.token or env.get(ENV_TOKEN)) else None)
     conn = connect(url, user or None, a.password, a.token, timeout=a.timeout, env=env)
     if cfg.get("url") != conn.url or cfg.get("user") != conn.user:
         proj.settings.setdefault("cvat", {})
@@ -160,7 +160,8 @@ def _conn_args(p) -> None:
     p.add_argument("--user", help="CVAT user (default: $CVAT_USER, then project.toml)")
     p.add_argument("--password", help="password (default: $CVAT_PASSWORD, else a prompt); never stored")
     p.add_argument("--token", help="access token (default: $CVAT_ACCESS_TOKEN); never stored")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an answer")
+    from .cvat_client import DEFAULT_TIMEOUT      # stdlib-only module: cheap at start-up
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for an answer")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
