@@ -17,15 +17,15 @@ MODEL = json.loads(r'''
    "tta"
   ],
   "mean": [
-   0.25376
+   0.27057
   ],
   "std": [
-   0.284802
+   0.287481
   ],
   "coef": [
-   1.458812
+   1.536154
   ],
-  "intercept": -2.2453,
+  "intercept": -2.274837,
   "meta": {
    "trained_on": {
     "gt": "annotations.json",
@@ -58,7 +58,7 @@ MODEL = json.loads(r'''
     ]
    },
    "n_points": 321,
-   "fitted_at": "2026-11-29 11:35:28",
+   "fitted_at": "2026-11-29 14:01:10",
    "which": "with TTA"
   }
  },
@@ -109,7 +109,7 @@ MODEL = json.loads(r'''
     ]
    },
    "n_points": 321,
-   "fitted_at": "2026-11-29 11:35:28",
+   "fitted_at": "2026-11-29 14:01:10",
    "which": "without TTA"
   }
  },
@@ -275,7 +275,7 @@ MODEL = json.loads(r'''
    ]
   },
   "n_points": 321,
-  "fitted_at": "2026-11-29 11:35:28"
+  "fitted_at": "2026-11-29 14:01:10"
  }
 }
 ''')

@@ -4,9 +4,10 @@
 
 Without --project, a project is made from pose-gt-dev's images in a temporary
 folder and pre-filled first (that pre-fill is not part of the figures). The
-re-run signals run the landmark model on the transformed crops of suspicion.TTA_VARIANTS per person and
-once more for its heatmap; the rest is arithmetic on stored points. Prints ms
-per image and per person (one core; other processes may share it).
+re-run signals run the landmark model on the transformed crops of suspicion.TTA_VARIANTS and the
+zoomed part crops of suspicion.PARTS per person, and once more for its heatmap; the rest is
+arithmetic on stored points. Prints ms per image and per person (one core; other processes may
+share it).
 """
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def main() -> None:
             t0 = time.perf_counter()
             s = S.compute_tta(proj, ids, estimator=est, force=True)
             t_tta = time.perf_counter() - t0
-            print(f"re-run signals ({len(S.TTA_VARIANTS)} transformed crops + 1 heatmap run per person): "
+            print(f"re-run signals ({len(S.TTA_VARIANTS)} transformed crops + {len(S.PARTS)} part crops"
+                  f" + 1 heatmap run per person): "
                   f"{1000 * t_tta / max(len(ids), 1):.0f} ms/image, {1000 * t_tta / max(s['people'], 1):.0f} ms/person"
                   f" (+{t_load:.1f}s model load once)")
 
