@@ -146,6 +146,29 @@ def _run_task(task: Task) -> list[tuple[int, tuple[int, int] | None, list | None
 
 
 # -- main side -----------------------------------------------------------------
+_NO_FORK = ("torch", "dearpygui", "onnxruntime", "mediapipe")
+
+
+def _start_method() -> str:
+    """'fork' when it is safe, else 'spawn'.
+
+    Forked workers inherit the modules this process imported (numpy, OpenCV, LiteRT: ~0.35 s
+    a spawned worker spends importing before its first image). Forking is unsafe with other
+    threads running (a lock they hold stays locked in the child) or with torch's OpenMP pool,
+    MediaPipe's graph runtime (measured: a forked child of a process that ran mp.solutions
+    corrupts its heap and hangs) or a Dear PyGui/GL context loaded, so those processes (tests,
+    the app, distillation) spawn. The children never touch the parent's SQLite connection and
+    leave with os._exit.
+    """
+    import sys
+    import threading
+    if threading.active_count() > 1 or any(m in sys.modules for m in _NO_FORK):
+        return "spawn"
+    from . import blazepose, media, suspicion  # noqa: F401  imported once here, inherited by the workers
+    import ai_edge_litert.interpreter  # noqa: F401
+    return "fork"
+
+
 def plan(project: Project, force: bool = False, limit: int | None = None) -> list[Task]:
     st = project.store
     where = "i.status IN ('pending')" if not force else "i.status IN ('pending', 'done', 'failed')"
@@ -193,12 +216,7 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
     settings = dict(kwargs, landmark_model=landmark_model, workers=workers, tta=bool(tta))
     run_id = project.store.start_run("prefill", model_name, settings)
     session = project.session()
-    t0 = time.time()
     bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=total, unit="img", desc="pre-fill", smoothing=0.1)
-
     done_ids: list[int] = []
 
     def consume(results):
@@ -227,17 +245,25 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
             if bar:
                 bar.update(1)
 
+    pool = None
+    t0 = time.time()
     try:
         if workers <= 1:
             _init_worker(kwargs, landmark_model, tta)
-            for t in tasks:
-                consume(_run_task(t))
-        else:
-            ctx = mp.get_context("spawn")
-            with ctx.Pool(workers, initializer=_init_worker, initargs=(kwargs, landmark_model, tta)) as pool:
-                for res in pool.imap_unordered(_run_task, tasks, chunksize=1):
-                    consume(res)
+            results = map(_run_task, tasks)
+        else:       # the pool before the progress bar: its monitor thread would make fork unsafe
+            ctx = mp.get_context(_start_method())
+            pool = ctx.Pool(workers, initializer=_init_worker, initargs=(kwargs, landmark_model, tta))
+            results = pool.imap_unordered(_run_task, tasks, chunksize=1)
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=total, unit="img", desc="pre-fill", smoothing=0.1)
+        for res in results:
+            consume(res)
     finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
         if bar:
             bar.close()
         summary["seconds"] = time.time() - t0

@@ -4,12 +4,18 @@ files, measured in the same run. Prints images/s and peak memory, and what the
 re-run suspicion signals computed during pre-fill (prefill.tta, on by default)
 cost per image: the same pre-fill once more with --no-tta.
 
-    python bench/prefill.py [--limit N] [--workers 2] [--skip-no-tta]
+    python bench/prefill.py [--limit N] [--workers 2] [--repeat 3] [--skip-tta]
+
+The plain loop and the pre-fill without TTA are alternated --repeat times and
+the median ratio is the speed-up (one run of 169 photos is ~5 s; a single run
+swings by +-10% on a shared machine).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -43,48 +49,83 @@ def plain_loop(files: list[Path]) -> tuple[float, int]:
     return time.perf_counter() - t0, found
 
 
-def ours(files: list[Path], workers: int, tta: bool = True) -> tuple[float, dict]:
+def ours(files: list[Path], workers: int, tta: bool = True, engine: str | None = None) -> tuple[float, dict]:
     from annotator.prefill import prefill
     from annotator.project import Project
     with tempfile.TemporaryDirectory() as d:
         proj, _ = Project.create(Path(d) / "bench", files)
         with proj:
+            if engine:          # the plain loop's pipeline and thresholds (mp.solutions.pose defaults)
+                proj.settings["prefill"].update(engine=engine, min_detection_confidence=0.5, min_pose_presence=0.5)
             t0 = time.perf_counter()
             s = prefill(proj, workers=workers, progress=False, tta=tta)
             return time.perf_counter() - t0, s
+
+
+def _child(q, fn, args) -> None:
+    out = fn(*args)
+    self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    q.put((out, self_mb, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024))
+
+
+def fresh(fn, *args):
+    """fn(*args) in a new Python process, as a user's command line would run it (nothing else
+    loaded: the pre-fill may fork its workers, which it never does from a process that has run
+    MediaPipe's graph). Returns (result, peak RSS MB of that process, of its largest child)."""
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(q, fn, args))
+    p.start()
+    out = q.get()
+    p.join()
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--skip-no-tta", action="store_true", help="do not measure the pre-fill without TTA")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="alternate the plain loop and the pre-fill without TTA this many times; medians")
+    ap.add_argument("--skip-legacy", action="store_true", help="do not measure the legacy engine in the pool")
+    ap.add_argument("--skip-tta", action="store_true", help="do not measure the default pre-fill with TTA")
     a = ap.parse_args()
     files = photos(a.limit)
-    print(f"{len(files)} photos from {DATA.resolve()}")
-    t_plain, found = plain_loop(files)
-    rss_main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    t_ours, s = ours(files, a.workers)
-    rss_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     n = len(files)
-    print(f"plain mp.solutions.pose loop, 1 process : {n / t_plain:6.1f} images/s  ({t_plain:.1f}s,"
-          f" {found} people: one per image at most)")
-    print(f"pose-annotator prefill, {a.workers} workers     : {n / t_ours:6.1f} images/s  ({t_ours:.1f}s incl."
-          f" worker start-up, {s['people']} people, {s['failed']} failed, written to SQLite)")
-    steady = (n - 1) / max(s["seconds"] - s["startup_seconds"], 1e-9)
-    print(f"  after the first image (worker start-up {s['startup_seconds']:.1f}s): {steady:6.1f} images/s")
-    print(f"speed-up: {t_plain / t_ours:.2f}x  (suspicion scoring at the end: {s['suspicion_seconds']:.2f}s)")
-    if not a.skip_no_tta:
-        t_fast, s2 = ours(files, a.workers, tta=False)
-        print(f"pose-annotator prefill --no-tta          : {n / t_fast:6.1f} images/s  ({t_fast:.1f}s, {s2['people']} people)")
-        steady2 = (n - 1) / max(s2["seconds"] - s2["startup_seconds"], 1e-9)
-        print(f"  after the first image (worker start-up {s2['startup_seconds']:.1f}s): {steady2:6.1f} images/s;"
-              f" speed-up {t_plain / t_fast:.2f}x")
-        extra = (t_ours - t_fast) * a.workers
-        print(f"re-run suspicion signals in pre-fill: +{1000 * (t_ours - t_fast) / n:.0f} ms/image wall clock with"
-              f" {a.workers} workers (~{1000 * extra / n:.0f} ms/image, ~{1000 * extra / max(s['people'], 1):.0f}"
-              f" ms/person of CPU)")
-    print(f"peak RSS: main process {rss_main:.0f} MB, largest worker {rss_child:.0f} MB")
+    print(f"{n} photos from {DATA.resolve()}; {a.workers} workers; {os.cpu_count()} CPUs")
+    ratios, plain_rates, fast_rates, steady_rates = [], [], [], []
+    for r in range(a.repeat):        # alternated back to back, so a busy moment hits both
+        (t_plain, found), rss_plain, _ = fresh(plain_loop, files)
+        (t_fast, s2), rss_main, rss_worker = fresh(ours, files, a.workers, False)
+        steady = (n - 1) / max(s2["seconds"] - s2["startup_seconds"], 1e-9)
+        ratios.append(t_plain / t_fast)
+        plain_rates.append(n / t_plain)
+        fast_rates.append(n / t_fast)
+        steady_rates.append(steady)
+        print(f"  run {r + 1}: plain loop {n / t_plain:5.1f} images/s ({found} people, one per image at most);"
+              f" prefill --no-tta {n / t_fast:5.1f} images/s ({s2['people']} people, start-up"
+              f" {s2['startup_seconds']:.2f}s, then {steady:5.1f} images/s) -> {t_plain / t_fast:.2f}x")
+    med = statistics.median
+    print(f"plain mp.solutions.pose loop, 1 process  : {med(plain_rates):6.1f} images/s (median of {a.repeat})")
+    print(f"pose-annotator prefill --no-tta          : {med(fast_rates):6.1f} images/s incl. worker start-up,"
+          f" {med(steady_rates):.1f} after the first image; written to SQLite")
+    print(f"speed-up, points only: {med(ratios):.2f}x median (runs: {', '.join(f'{x:.2f}' for x in ratios)})")
+    if not a.skip_legacy:     # where the gap comes from: the same pool and store with the plain loop's pipeline
+        (t_leg, s3), _, _ = fresh(ours, files, a.workers, False, "legacy")
+        print(f"pose-annotator prefill --no-tta, the plain loop's pipeline (engine = \"legacy\", detector 0.5):"
+              f" {n / t_leg:6.1f} images/s = {(n / t_leg) / med(plain_rates):.2f}x, {s3['people']} people")
+        print(f"people per second: plain loop {med(plain_rates) * found / n:.1f}, prefill --no-tta"
+              f" {med(fast_rates) * s2['people'] / n:.1f}")
+    if not a.skip_tta:
+        (t_ours, s), _, _ = fresh(ours, files, a.workers)
+        print(f"pose-annotator prefill (default: + re-run review signals): {n / t_ours:6.1f} images/s"
+              f" = {(n / t_ours) / med(plain_rates):.2f}x the plain loop's median;"
+              f" +{1000 * (t_ours - n / med(fast_rates)) / n:.0f} ms/image wall clock,"
+              f" ~{1000 * (t_ours - n / med(fast_rates)) * a.workers / max(s['people'], 1):.0f} ms/person of CPU"
+              f" (suspicion scoring at the end {s['suspicion_seconds']:.2f}s)")
+    print(f"peak RSS: plain loop {rss_plain:.0f} MB; pre-fill main process {rss_main:.0f} MB,"
+          f" largest worker {rss_worker:.0f} MB")
 
 
 if __name__ == "__main__":

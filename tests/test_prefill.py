@@ -145,3 +145,19 @@ def test_bad_model_settings_fail_fast_with_one_line(tmp_path):
         assert err.strip().splitlines()[-1].startswith("error: ") and needle in err, err
     with Project.open(tmp_path / "p") as p:
         assert [r.status for r in p.store.images()] == ["pending"]      # nothing half-written
+
+
+def test_workers_fork_from_a_plain_cli_process_and_spawn_where_fork_is_unsafe():
+    """The command line forks (its workers skip ~0.3 s of imports each); a process that has loaded
+    MediaPipe's graph runtime, torch or a second thread must spawn (a forked child of a process
+    that ran mp.solutions corrupted its heap and hung, measured)."""
+    code = ("import sys, threading, annotator.cli, annotator.prefill as P\n"
+            "a = P._start_method()\n"
+            "import mediapipe\n"
+            "b = P._start_method()\n"
+            "del sys.modules['mediapipe']\n"
+            "t = threading.Thread(target=threading.Event().wait, args=(5,), daemon=True); t.start()\n"
+            "print(a, b, P._start_method())\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["fork", "spawn", "spawn"]
