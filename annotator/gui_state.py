@@ -359,12 +359,34 @@ def texture_size(w: int, h: int, scale: float) -> tuple[int, int]:
 
 
 def texture_level(zoom: float, scale: float) -> str:
-    """"display" while one texture pixel covers at least one screen pixel, else "full" (zoomed in past it).
+    """"display" while one texture pixel covers at least one screen pixel, else "window" (zoomed in past
+    it: only the part of the image around the visible region, at up to full resolution).
 
-    The texture is always drawn over the image's full extent in image
+    The texture is always drawn over the image region it covers, in image
     coordinates, so points and hit-testing never see the texture scale.
     """
-    return "display" if scale >= 1.0 or zoom <= scale * (1.0 + 1e-6) else "full"
+    return "display" if scale >= 1.0 or zoom <= scale * (1.0 + 1e-6) else "window"
+
+
+TEX_GRID = 64        # image px: a zoomed-in texture window's corner snaps to this grid
+TEX_MARGIN = 0.25    # of the visible width/height on each side, so small pans re-use the window
+
+
+def texture_window(view: View, w: int, h: int, cw: float, ch: float) -> tuple[int, int, int, int]:
+    """The image region (x0, y0, x1, y1) a zoomed-in canvas uploads: what it shows plus a margin.
+
+    Its size depends only on the zoom and its corner sits on a grid, so panning
+    within the margin re-uses the buffer and panning further refills a
+    texture of the same size; a whole 1920x1080 (or 4000x3000) photo is no
+    longer re-uploaded every frame at full resolution.
+    """
+    g = TEX_GRID
+    sw = min(int(w), g * int(np.ceil((1 + 2 * TEX_MARGIN) * cw / view.zoom / g)))
+    sh = min(int(h), g * int(np.ceil((1 + 2 * TEX_MARGIN) * ch / view.zoom / g)))
+    cx, cy = view.to_image((cw / 2, ch / 2))
+    x0 = int(np.clip(g * round((cx - sw / 2) / g), 0, w - sw))
+    y0 = int(np.clip(g * round((cy - sh / 2) / g), 0, h - sh))
+    return x0, y0, x0 + sw, y0 + sh
 
 
 @dataclass
@@ -374,30 +396,29 @@ class Decoded:
     tex: np.ndarray                  # float buffer at `scale` (the display size, or full resolution when 1)
     seconds: float
     scale: float = 1.0
-    _full: np.ndarray | None = None
+    _window: tuple | None = None     # ((rect, texture size), buffer) of the last zoomed-in window
 
     @property
     def size(self) -> tuple[int, int]:
         """(width, height) of the image in original pixels."""
         return int(self.rgb.shape[1]), int(self.rgb.shape[0])
 
-    def full(self) -> np.ndarray:
-        """The full-resolution float buffer, made on first use (zoomed in past the display size)."""
-        if self.scale >= 1.0:
-            return self.tex
-        if self._full is None:
-            self._full = to_texture(self.rgb)
-        return self._full
+    def window(self, rect: tuple[int, int, int, int], zoom: float) -> tuple[tuple[int, int], np.ndarray]:
+        """((tex w, tex h), buffer) for the image region rect at min(1, zoom) texture px per image px;
+        the last one is kept, so frames that pan within it cost nothing."""
+        z = min(1.0, float(zoom))
+        x0, y0, x1, y1 = rect
+        size = texture_size(x1 - x0, y1 - y0, z)
+        if self._window is None or self._window[0] != (rect, size):
+            crop = self.rgb[y0:y1, x0:x1]
+            self._window = ((rect, size), to_texture(downscale(crop, size) if z < 1.0 else crop))
+        return size, self._window[1]
 
     def rescale(self, scale: float) -> None:
-        """The canvas changed size: remake the display buffer (keeps a made full-resolution one)."""
+        """The canvas changed size: remake the display buffer."""
         if abs(scale - self.scale) > 1e-6:
-            if self.scale >= 1.0:
-                self._full = self.tex
-            self.tex = self._full if scale >= 1.0 and self._full is not None else to_texture(self.rgb, scale)
+            self.tex = to_texture(self.rgb, scale)
             self.scale = scale
-            if scale >= 1.0:
-                self._full = None
 
 
 @dataclass
@@ -949,18 +970,22 @@ class AppState:
                 self.mark("image")
 
     def texture(self) -> tuple[tuple, np.ndarray] | None:
-        """What the canvas should upload now: (key, flat float RGB buffer); key = (image id, level, tex w, tex h).
+        """What the canvas should upload now: (key, flat float RGB buffer);
+        key = (image id, level, tex w, tex h, (x0, y0, x1, y1) the image region it covers).
 
-        The display-size buffer while the view is at or below its scale (fit to
-        window and zoomed out), the full-resolution one when zoomed in past it.
+        The display-size buffer of the whole image while the view is at or below
+        its scale (fit to window and zoomed out); zoomed in past it, a window
+        around the visible region (texture_window) at up to full resolution.
         """
         d = self.decoded
         if d is None:
             return None
         w, h = d.size
         if texture_level(self.view.zoom, d.scale) == "display":
-            return (d.image_id, "display", *texture_size(w, h, d.scale)), d.tex
-        return (d.image_id, "full", w, h), d.full()
+            return (d.image_id, "display", *texture_size(w, h, d.scale), (0, 0, w, h)), d.tex
+        rect = texture_window(self.view, w, h, *self.canvas)
+        size, buf = d.window(rect, self.view.zoom)
+        return (d.image_id, "window", *size, rect), buf
 
     def fit(self) -> None:
         if self.decoded is not None:

@@ -9,6 +9,8 @@
    redrawing every person each frame.
 3. opening a 100,000-image project: synthetic image rows (10% with a
    predicted person) pointing at real files; time to the first image shown.
+4. zoomed in on 1920x1080 and 4000x3000 photos: frame time while panning,
+   the texture window around the view against the whole photo uploaded.
 
     python bench/gui.py [--dwell 0.3] [--open-images 100000]
     python bench/gui.py --screenshot docs/screenshot.png     # the README picture
@@ -186,6 +188,51 @@ def bench_drag(win, tmp: Path) -> None:
     proj.close()
 
 
+def bench_zoom(win, tmp: Path) -> None:
+    """Zoomed in on a big photo: the frame time while panning, with the texture window around the view
+    (the app) against uploading the whole photo at full resolution every frame (what it did before)."""
+    from PIL import Image
+    import annotator.gui_state as gs
+    from annotator.gui_state import AppState
+    from annotator.project import Project
+    print("4. zoomed in, panning 4 screen px a frame, frame time ms (render incl. the raw texture upload)")
+    rng = np.random.default_rng(1)
+    real = Image.open(sorted(DEMO.iterdir())[0]).convert("RGB")
+    for w, h in ((1920, 1080), (4000, 3000)):
+        f = tmp / "zoom" / f"{w}x{h}.jpg"
+        f.parent.mkdir(exist_ok=True)
+        Image.fromarray((np.asarray(real.resize((w, h))) * 0.9 + rng.random((h, w, 3)) * 25).astype(np.uint8)).save(f)
+        proj, _ = Project.create(tmp / f"zoom{w}", [f])
+        st = AppState(proj, annotator="bench", prefetch=0)
+        win.attach(st)
+        st.show(proj.store.images()[0].id)
+        for _ in range(3):
+            win.app.frame()
+        for zoom in (1.0, 3.0):
+            for label, whole in (("window around the view (the app)", False), ("whole photo, full resolution", True)):
+                orig = gs.texture_window
+                if whole:
+                    gs.texture_window = lambda view, w, h, cw, ch: (0, 0, w, h)
+                try:
+                    st.fit()
+                    st.view.zoom_at(zoom / st.view.zoom, st.canvas[0] / 2, st.canvas[1] / 2)
+                    st.mark("view")
+                    win.app.frame()
+                    ts = []
+                    for k in range(60):
+                        st.view.pan(4 * (1 if (k // 30) % 2 == 0 else -1), 2)
+                        st.mark("view")
+                        t0 = time.perf_counter()
+                        win.app.frame()
+                        ts.append(time.perf_counter() - t0)
+                    print(f"   {w}x{h} at {zoom:.0f} screen px per image px, {label:<34} frame {ms(ts)}"
+                          f"  texture {win.app.tex_size}")
+                finally:
+                    gs.texture_window = orig
+        st.close()
+        proj.close()
+
+
 def make_big_project(root: Path, n: int, with_people: float = 0.1) -> Path:
     """n image rows (real files: the demo photos, cycled), a tenth with one predicted person."""
     from annotator.project import Project
@@ -289,7 +336,7 @@ def main() -> None:
     ap.add_argument("--dwell", type=float, default=0.3, help="seconds spent on each image before 'next'")
     ap.add_argument("--open-images", type=int, default=100_000)
     ap.add_argument("--screenshot", type=Path, help="only write the README screenshot to this file")
-    ap.add_argument("--parts", default="next,drag,open", help="comma-separated subset of next,drag,open")
+    ap.add_argument("--parts", default="next,drag,open,zoom", help="comma-separated subset of next,drag,open,zoom")
     a = ap.parse_args()
     xvfb = ensure_display()
     try:
@@ -310,6 +357,8 @@ def main() -> None:
                 bench_drag(win, tmp)
             if "open" in parts:
                 bench_open(win, tmp, a.open_images)
+            if "zoom" in parts:
+                bench_zoom(win, tmp)
             win.app.close()
     finally:
         if xvfb:

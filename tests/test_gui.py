@@ -209,22 +209,27 @@ def test_drag_and_picture_with_a_display_size_texture(app):
         st.select(None)
         for _ in range(3):
             app.frame()
-        shot = app.screenshot()[..., :3].astype(int)
         x0, y0 = dpg.get_item_rect_min(app.dl)
-        ij = np.random.default_rng(0).uniform((0.05 * w, 0.05 * h), (0.95 * w, 0.95 * h), (300, 2))
-        sxy = (st.view.to_screen(ij) + (x0, y0)).round().astype(int)
-        on_screen = shot[sxy[:, 1], sxy[:, 0]]
         img = d.rgb.astype(int)
 
         def block(x, y):
             return img[max(0, y - 1):y + 2, max(0, x - 1):x + 2].reshape(-1, 3).mean(0)
-        want = np.array([block(int(x), int(y)) for x, y in ij])
-        flipped = np.array([block(w - 1 - int(x), int(y)) for x, y in ij])
-        corner = np.array([block(int(x * d.scale), int(y * d.scale)) for x, y in ij])
-        err = np.median(np.abs(on_screen - want).max(1))
+
+        def picture(lo, hi):
+            """Median error of screen pixels at random image points in lo..hi, and of the flipped and
+            corner-scaled photo (what a wrong texture placement would show)."""
+            shot = app.screenshot()[..., :3].astype(int)
+            ij = np.random.default_rng(0).uniform(lo, hi, (300, 2))
+            sxy = (st.view.to_screen(ij) + (x0, y0)).round().astype(int)
+            on_screen = shot[sxy[:, 1], sxy[:, 0]]
+            want = np.array([block(int(x), int(y)) for x, y in ij])
+            flipped = np.array([block(w - 1 - int(x), int(y)) for x, y in ij])
+            corner = np.array([block(int(x * d.scale), int(y * d.scale)) for x, y in ij])
+            return [np.median(np.abs(on_screen - o).max(1)) for o in (want, flipped, corner)]
+        err, err_flipped, err_corner = picture((0.05 * w, 0.05 * h), (0.95 * w, 0.95 * h))
         assert err < 25
-        assert err < 0.5 * np.median(np.abs(on_screen - flipped).max(1))
-        assert err < 0.5 * np.median(np.abs(on_screen - corner).max(1))
+        assert err < 0.5 * err_flipped
+        assert err < 0.5 * err_corner
         # a real drag moves exactly one point by the mouse delta / zoom, in image pixels
         p = main_person(app)
         i = isolated_point(p)
@@ -233,11 +238,24 @@ def test_drag_and_picture_with_a_display_size_texture(app):
         xy1 = db_person(app, p.id)[0]
         np.testing.assert_allclose(xy1[i], xy0[i] + np.array([30, 20]) / st.view.zoom, atol=0.6 / st.view.zoom)
         assert np.flatnonzero(np.abs(xy1 - xy0).max(1) > 1e-6).tolist() == [i]
-        # zoomed in past the display size the window switches to the full-resolution texture, and back on fit
-        st.view.zoom_at(2.0, *st.view.to_screen(p.xy[i]))
-        st.mark("view")
-        app.frame()
-        assert app.tex_size == (w, h)
+        # zoomed in past the display size: a texture of the region around the view, not the whole photo,
+        # drawn where the image pixels are; panned, the same texture refilled and still in place
+        for k in range(2):
+            st.view.zoom_at(2.0, *st.view.to_screen(p.xy[i]))
+            st.mark("view")
+            app.frame()
+            key = st.texture()[0]
+            assert key[1] == "window" and app.tex_size == key[2:4] and app.tex_rect == key[4]
+            cw, ch = st.canvas
+            assert app.tex_size[0] * app.tex_size[1] <= (1.5 * cw + 64) * (1.5 * ch + 64)
+            assert k == 0 or app.tex_size[0] * app.tex_size[1] < w * h / 2
+            lo = np.maximum(st.view.to_image((10, 10)), (2, 2))
+            hi = np.minimum(st.view.to_image((cw - 10, ch - 10)), (w - 3, h - 3))
+            for _ in range(3):
+                app.frame()
+            err, err_flipped, err_corner = picture(lo, hi)
+            assert err < 25 and err < 0.5 * err_flipped and err < 0.5 * err_corner
+            st.view.pan(*(60 * np.sign(st.view.to_image((cw / 2, ch / 2)) - (w / 2, h / 2))))
         st.fit()
         app.frame()
         assert app.tex_size == (round(w * d.scale), round(h * d.scale))

@@ -420,7 +420,7 @@ def test_display_size_texture_and_coordinates_at_a_non_1_scale(state, proj):
     assert display_scale(1920, 1080, 820, 894) == pytest.approx(812 / 1920)
     assert texture_size(1920, 1080, 812 / 1920) == (812, 457)
     assert display_scale(640, 480, 820, 894) == 1.0 and texture_size(640, 480, 1.0) == (640, 480)
-    assert texture_level(0.5, 0.5) == "display" and texture_level(0.51, 0.5) == "full"
+    assert texture_level(0.5, 0.5) == "display" and texture_level(0.51, 0.5) == "window"
     assert texture_level(0.3, 0.5) == "display" and texture_level(3.0, 1.0) == "display"
 
     p = person_with_points(state)
@@ -432,7 +432,7 @@ def test_display_size_texture_and_coordinates_at_a_non_1_scale(state, proj):
     assert s < 0.5 and d.scale == pytest.approx(s)
     key, buf = state.texture()
     tw, th = texture_size(w, h, s)
-    assert key[1:] == ("display", tw, th) and buf.size == tw * th * 3
+    assert key[1:] == ("display", tw, th, (0, 0, w, h)) and buf.size == tw * th * 3
     # the fit view maps the image onto exactly the texture's pixels: one texture pixel per screen pixel
     assert state.view.zoom == pytest.approx(s)
     assert (w * state.view.zoom, h * state.view.zoom) == pytest.approx((tw, th), abs=0.5)
@@ -465,11 +465,34 @@ def test_display_size_texture_and_coordinates_at_a_non_1_scale(state, proj):
     np.testing.assert_allclose(after.xy[rest], before[rest])
     for q in others:
         np.testing.assert_allclose(proj.store.load_person(q.id).xy, q.xy)
-    # zoomed in past the display size: the full-resolution buffer, the exact pixels
-    state.view.zoom_at(1.5, 150, 100)
-    key, buf = state.texture()
-    assert key[1:] == ("full", w, h)
-    np.testing.assert_array_equal(buf, to_texture(d.rgb))
+    # zoomed in past the display size: a window around what the canvas shows, its exact pixels at
+    # min(1, zoom) texture px per image px, much smaller than the whole image
+    for zoom, (sx, sy) in ((1.5 * s, (150, 100)), (2.0, (40, 30)), (3.0, (280, 190))):
+        state.fit()
+        state.view.zoom_at(zoom / state.view.zoom, sx, sy)
+        z = state.view.zoom
+        key, buf = state.texture()
+        assert key[1] == "window"
+        x0, y0, x1, y1 = rect = key[4]
+        vx0, vy0 = state.view.to_image((0, 0))
+        vx1, vy1 = state.view.to_image((300, 200))
+        assert x0 <= max(vx0, 0) and y0 <= max(vy0, 0) and x1 >= min(vx1, w) and y1 >= min(vy1, h)
+        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+        zz = min(1.0, z)
+        assert key[2:4] == texture_size(x1 - x0, y1 - y0, zz)
+        if zz == 1.0:
+            np.testing.assert_array_equal(buf, to_texture(d.rgb[y0:y1, x0:x1]))
+        assert buf.size <= (1.5 * 300 / z + 64) * (1.5 * 200 / z + 64) * zz * zz * 3 < d.rgb.size
+        # a small pan keeps the window (and its buffer); a long one moves it, same size
+        state.view.pan(-5, -3)
+        key2, buf2 = state.texture()
+        if key2[4] == rect:
+            assert buf2 is buf
+        cx, cy = state.view.to_image((150, 100))             # towards the image's centre (edges clamp)
+        state.view.pan(200 * np.sign(cx - w / 2), 150 * np.sign(cy - h / 2))
+        key3, _ = state.texture()
+        assert key3[2:4] == key[2:4]                        # the same texture size...
+        assert key3[4] != rect or (x1 - x0, y1 - y0) == (w, h)   # ...refilled, unless it is the whole image
     state.fit()
     assert state.texture()[0][1] == "display"
     # the next image (prefetched at the old 800x600 canvas) comes at this canvas' display size

@@ -60,6 +60,7 @@ class App:
         self.tex = None
         self.tex_size = None
         self.tex_key = None
+        self.tex_rect = (0, 0, 1, 1)     # image region (x0, y0, x1, y1) the texture covers
         self.inputs: list = []
         self.frame_ms: list[float] = []
         self.queue_rows: list[int] = []
@@ -381,10 +382,11 @@ class App:
         Dear PyGui re-uploads raw textures every frame; a static texture would
         upload once but costs a full copy (~40-60 ms for 1920x1080) per image,
         which is what "next image" must avoid. The buffer is at the canvas'
-        display size unless the view is zoomed in past it (AppState.texture),
-        so a 1920x1080 photo fit to the window uploads ~1/9 of the floats.
-        The image item always spans the image's original pixel extent, so
-        points and hit-testing stay in image pixels whatever the texture size.
+        display size, or zoomed in past it a window around the visible region
+        (AppState.texture), so a 1920x1080 photo uploads ~1/9 of its floats
+        fit to the window and no more than ~2.3 canvases' worth zoomed in.
+        The image item spans the image region the texture covers, in image
+        pixels, so points and hit-testing never see the texture size.
         """
         t = self.state.texture()
         if t is None:
@@ -393,7 +395,7 @@ class App:
         if key == self.tex_key and not force:
             self._place_image()
             return
-        size = key[2:]
+        size, self.tex_rect = key[2:4], key[4]
         if self.tex_size != size:
             old = self.tex
             self.tex = dpg.add_raw_texture(size[0], size[1], buf, format=dpg.mvFormat_Float_rgb, parent=self.texreg)
@@ -411,9 +413,9 @@ class App:
     def _place_image(self) -> None:
         if self.img_item is None or self.state.decoded is None:
             return
-        w, h = self.state.decoded.size
+        x0, y0, x1, y1 = self.tex_rect
         v = self.state.view
-        dpg.configure_item(self.img_item, pmin=tuple(v.to_screen((0, 0))), pmax=tuple(v.to_screen((w, h))))
+        dpg.configure_item(self.img_item, pmin=tuple(v.to_screen((x0, y0))), pmax=tuple(v.to_screen((x1, y1))))
 
     def _rebuild_people(self) -> None:
         dpg.delete_item(self.layer, children_only=True)
