@@ -44,6 +44,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -62,6 +63,7 @@ SCORE_CLIP = 100.0                  # TensorsToDetections: score_clipping_thresh
 NMS_IOU = 0.3                       # NonMaxSuppression: WEIGHTED, INTERSECTION_OVER_UNION
 ROI_SCALE = 1.25                    # PoseDetectionToRoi / PoseLandmarksToRoi: RectTransformation 1.25, square_long
 ROI_TARGET_ANGLE = math.pi / 2      # AlignmentPointsRects: rotation_vector_target_angle_degrees 90
+LM_OUTPUTS = ("Identity", "Identity_1", "Identity_3")   # landmarks, pose flag, heatmap (not the mask, not world)
 LM_SIZE = 256                       # PoseLandmarkByRoiCpu: ImageToTensor 256x256, [0, 1], replicate border
 HEATMAP_KERNEL = 7                  # RefineLandmarksFromHeatmap: kernel_size 7, min_confidence_to_refine 0.5
 HEATMAP_MIN_CONF = 0.5
@@ -357,16 +359,28 @@ def decode_landmarks(raw_landmarks, pose_flag: float, roi, heatmap: np.ndarray |
 class _Model:
     """A .tflite file under LiteRT with outputs fetched by tensor name."""
 
-    def __init__(self, path, num_threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
+    def __init__(self, path, num_threads: int = 1, outputs: tuple[str, ...] | None = None):
+        """outputs: only these are computed (mp_models.pruned_model); None runs the whole graph."""
         self.path = str(path)
         try:
-            self.it = Interpreter(model_path=self.path, num_threads=num_threads)
+            self.it = self._interpreter(num_threads, tuple(outputs or ()))
         except ValueError as e:
             raise UserError(f"{path}: cannot load TFLite model ({str(e).splitlines()[0]})") from None
         self.it.allocate_tensors()
         self.inp = self.it.get_input_details()[0]["index"]
         self.out = {d["name"]: d["index"] for d in self.it.get_output_details()}
+
+    def _interpreter(self, num_threads: int, outputs: tuple[str, ...]):
+        from ai_edge_litert.interpreter import Interpreter
+        if not outputs:
+            return Interpreter(model_path=self.path, num_threads=num_threads)
+        cached = mp_models.pruned_model_file(Path(self.path), outputs)
+        if cached is not None:
+            try:
+                return Interpreter(model_path=str(cached), num_threads=num_threads)
+            except ValueError:          # a damaged cache entry: drop it, prune in memory this time
+                cached.unlink(missing_ok=True)
+        return Interpreter(model_content=mp_models.pruned_model(Path(self.path), outputs), num_threads=num_threads)
 
     def __call__(self, x: np.ndarray, names) -> list[np.ndarray]:
         self.it.set_tensor(self.inp, x[None].astype(np.float32, copy=False))
@@ -528,7 +542,7 @@ class PoseEstimator:
     # -- building blocks ----------------------------------------------------------------
     def _lm(self) -> _Model:
         if self._lm_model is None:
-            self._lm_model = _Model(mp_models.landmark_path(self.model_complexity), self.num_threads)
+            self._lm_model = _Model(mp_models.landmark_path(self.model_complexity), self.num_threads, LM_OUTPUTS)
         return self._lm_model
 
     def detect(self, rgb: np.ndarray, min_score: float | None = None) -> list[Detection]:
@@ -567,7 +581,7 @@ class PoseEstimator:
         """(raw landmarks (195,), pose flag, heatmap (64, 64, 39)) for one 256x256 crop."""
         if self.landmark_fn is not None:
             return self.landmark_fn(crop)
-        raw, flag, hm = self._lm()(crop, ("Identity", "Identity_1", "Identity_3"))
+        raw, flag, hm = self._lm()(crop, LM_OUTPUTS)
         return raw, float(flag.reshape(-1)[0]), hm
 
     def predict_roi(self, rgb: np.ndarray, roi, det_score: float = float("nan")) -> PersonPose:

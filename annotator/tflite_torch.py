@@ -16,7 +16,6 @@ TFLite's layout (maps stay NHWC). Internally it runs NCHW.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import warnings
@@ -29,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import mp_models
 from .errors import UserError
 
 # TFLite output tensor names of pose_landmark_*.tflite -> what they mean.
@@ -45,35 +45,12 @@ _ACT = {0: None, 1: "relu", 2: "relu_n1_to_1", 3: "relu6", 4: "tanh"}
 _NHWC_TO_NCHW_AXIS = {0: 0, 1: 2, 2: 3, 3: 1}
 
 
-def _mediapipe_dir() -> Path:
-    """The installed mediapipe package, found without importing it (that costs ~1 s and 80 MB)."""
-    spec = importlib.util.find_spec("mediapipe")
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError("mediapipe is not installed (pip install mediapipe==0.10.21)")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
 def pose_landmark_path(variant: str = "full") -> Path:
     """The pose_landmark_<variant>.tflite inside the installed mediapipe wheel."""
-    p = _mediapipe_dir() / "modules" / "pose_landmark" / f"pose_landmark_{variant}.tflite"
+    p = mp_models.mediapipe_dir() / "modules" / "pose_landmark" / f"pose_landmark_{variant}.tflite"
     if not p.exists():
         raise UserError(f"{p}: not found (mediapipe==0.10.21 ships pose_landmark_full.tflite)")
     return p
-
-
-_SCHEMA = None
-
-
-def _schema():
-    """The TFLite flatbuffer bindings that ship in the mediapipe wheel (they only need `flatbuffers`)."""
-    global _SCHEMA
-    if _SCHEMA is None:
-        path = _mediapipe_dir() / "tasks" / "metadata" / "schema_py_generated.py"
-        spec = importlib.util.spec_from_file_location("_tflite_schema", path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        _SCHEMA = mod
-    return _SCHEMA
 
 
 @dataclass
@@ -124,7 +101,7 @@ def _options(s, op) -> dict:
 
 def read_graph(path: str | os.PathLike | None = None) -> Graph:
     """Parse a .tflite flatbuffer (default: MediaPipe's pose_landmark_full)."""
-    s = _schema()
+    s = mp_models.tflite_schema()
     path = Path(path) if path is not None else pose_landmark_path()
     try:
         buf = path.read_bytes()
