@@ -228,10 +228,12 @@ class ReviewQueue:
         self.diverse = diverse
         self.background = background
         self._thread: threading.Thread | None = None
+        self.generation = 0     # bumped whenever `items` is replaced, whoever polled: AppState.idle follows it
         self.refresh()
 
     def refresh(self) -> None:
         self.items: list[QueueItem] = []
+        self.generation += 1
         self.complete = False
         states = FILTERS[self.filter]
         marks = ",".join("?" * len(states))
@@ -274,6 +276,7 @@ class ReviewQueue:
         if isinstance(r, BaseException):
             raise r
         self.items = r
+        self.generation += 1
         self.complete = len(r) < self.PAGE
         return True
 
@@ -282,6 +285,7 @@ class ReviewQueue:
             return
         got = image_queue(self.store, FILTERS[self.filter], limit=n, diverse=self.diverse)
         self.items = got
+        self.generation += 1
         self.complete = len(got) < n
 
     def ensure(self, index: int) -> None:
@@ -597,6 +601,7 @@ class AppState:
         self.hold_prefetch_until_drawn = False      # the window sets it and calls drawn() after each frame
         self.queue = ReviewQueue(self.store, queue_filter, background=background_queue)
         self.pos = -1                      # index in the queue (-1: an image not in the queue)
+        self._queue_generation = -1        # the queue list idle() last placed `pos` in
         self.view = View()
         self.canvas = (800.0, 600.0)
         self.image_id: int | None = None
@@ -730,8 +735,11 @@ class AppState:
             self.prefetcher.hold(False)
 
     def idle(self) -> None:
-        """Called every frame: pick up the background queue ranking when it lands."""
-        if self.queue.poll():
+        """Called every frame: pick up the background queue ranking when it lands (also when another
+        call, e.g. show()'s index_of, took it first: the queue's generation says the list changed)."""
+        self.queue.poll()
+        if self.queue.generation != self._queue_generation:
+            self._queue_generation = self.queue.generation
             p = self.queue.index_of(self.image_id) if self.image_id is not None else None
             self.pos = -1 if p is None else p
             self.mark("queue")
@@ -774,6 +782,7 @@ class AppState:
 
     def set_filter(self, name: str) -> None:
         self.queue = ReviewQueue(self.store, name, self.queue.diverse, background=self.queue.background)
+        self._queue_generation = -1
         self.pos = self.queue.index_of(self.image_id) if self.image_id is not None else -1
         if self.pos is None:
             self.pos = -1

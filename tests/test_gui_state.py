@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sqlite3
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -405,9 +407,32 @@ def test_background_ranking_and_resume_where_left_off(proj, tmp_path):
     again = AppState(proj, annotator="ann", prefetch=0, user_config=tmp_path / "none.toml")
     again.open_first()                     # shown before the ranking is needed
     assert again.image_id == where
-    again.queue.poll(wait=True)
+    again.queue.poll(wait=True)            # someone else takes the ranking first (as show()'s index_of may)...
     again.idle()
-    assert again.pos == 2
+    assert again.pos == 2                  # ...and the next frame still places the image in it
+    # the same when the ranking lands only after the image is shown (a slow, busy machine)
+    gate = threading.Event()
+    import annotator.gui_state as gs
+    real = gs.image_queue
+
+    def slow_rank(*a, **k):
+        gate.wait(10)
+        return real(*a, **k)
+    gs.image_queue = slow_rank
+    try:
+        late = AppState(proj, annotator="ann", prefetch=0, user_config=tmp_path / "none.toml")
+        late.open_first()
+        assert late.image_id == where and late.pos == -1 and not late.queue.ready
+        late.idle()
+        assert late.pos == -1
+        gate.set()
+        late.queue.poll(wait=True)
+        late.idle()
+        assert late.pos == 2
+    finally:
+        gs.image_queue = real
+        gate.set()
+    late.close()
     other = AppState(proj, annotator="someone else", prefetch=0, user_config=tmp_path / "none.toml")
     other.open_first()
     assert other.pos == 0
