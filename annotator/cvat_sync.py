@@ -494,6 +494,17 @@ class CvatSync:
         for task_id, pid in tasks:
             lmap = self._lmap(pid)
             all_jobs += [(j, lmap) for j in self.conn.list_jobs(task_id)]
+        from .suspicion import Rescore
+        rescore = Rescore(self.project)          # pulled points are scored for the review queue at the end
+        try:
+            self._pull_jobs(all_jobs, full, prefer, rep, rescore)
+        finally:
+            rescore.finish()
+        rep.conflicts = self._q("SELECT count(*) FROM cvat_conflicts").fetchone()[0]
+        rep.seconds = time.monotonic() - t0
+        return rep
+
+    def _pull_jobs(self, all_jobs: list, full: bool, prefer, rep: Report, rescore) -> None:
         session = None
         for k, (job, lmap) in enumerate(all_jobs):
             self._tick("download", k, len(all_jobs))
@@ -509,7 +520,7 @@ class CvatSync:
             rep.add("jobs_downloaded")
             user = (job.get("assignee") or {}).get("username") or self.conn.user or "cvat"
             if session is None or session.annotator != f"cvat:{user}":
-                session = self.project.session(f"cvat:{user}")
+                session = rescore.watch(self.project.session(f"cvat:{user}"))
             if pending:
                 n = self._adopt_pending(jid, ann, lmap)
                 if n:
@@ -518,9 +529,6 @@ class CvatSync:
             with self.store.tx():
                 self._record_job(job, pulled=True)
         self._tick("download", len(all_jobs), len(all_jobs))
-        rep.conflicts = self._q("SELECT count(*) FROM cvat_conflicts").fetchone()[0]
-        rep.seconds = time.monotonic() - t0
-        return rep
 
     def _merge_job(self, job: dict, ann: dict, lmap, prefer, session, user: str, rep: Report) -> None:
         jid = job["id"]

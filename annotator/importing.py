@@ -66,45 +66,50 @@ def import_frames(project: Project, frames: list[Frame], as_: str = "verified", 
     """Merge frames into the project; returns counts and the names that matched no image."""
     if as_ not in ("verified", "predicted"):
         raise UserError(f"--as must be 'verified' or 'predicted', not {as_!r}")
-    session = project.session(annotator)
+    from .suspicion import Rescore
+    rescore = Rescore(project)
+    session = rescore.watch(project.session(annotator))
     find = _resolver(project)
     summary = {"images_matched": 0, "persons_updated": 0, "persons_added": 0, "points_set": 0, "unknown_images": []}
-    for f in frames:
-        row = find(f.file_name)
-        if row is None:
-            summary["unknown_images"].append(f.file_name)
-            continue
-        summary["images_matched"] += 1
-        if not f.persons:
-            continue
-        current = project.store.load_frame(row.id).persons
-        m = match_people(current, f.persons)
-        with project.store.tx():
-            for i, inc in enumerate(f.persons):
-                lab = inc.labelled
-                # a file that says which points were verified (our own export) is believed
-                mark = lab & inc.verified if inc.meta.get("verified_known") else lab
-                if i in m:
-                    old = current[m[i]]
-                    new = old.copy()
-                    take = lab & (~old.verified if as_ == "predicted" else np.ones(sk.N, bool))
-                    if not take.any():
-                        continue
-                    new.xy[take], new.vis[take] = inc.xy[take], inc.vis[take]
-                    new.conf[take] = inc.conf[take]
-                    new.verified[take] = mark[take] if as_ == "verified" else False
-                    for k in np.flatnonzero(take):
-                        new.source[k] = inc.source[k] or source
-                    session.replace_person(old.id, new, "import", {"source": source})
-                    summary["persons_updated"] += 1
-                    summary["points_set"] += int(take.sum())
-                else:
-                    new = inc.copy()
-                    new.verified[:] = mark if as_ == "verified" else False
-                    new.source = [inc.source[k] or source for k in range(sk.N)]
-                    session.add_person(row.id, new)
-                    summary["persons_added"] += 1
-                    summary["points_set"] += int(lab.sum())
+    try:
+        for f in frames:
+            row = find(f.file_name)
+            if row is None:
+                summary["unknown_images"].append(f.file_name)
+                continue
+            summary["images_matched"] += 1
+            if not f.persons:
+                continue
+            current = project.store.load_frame(row.id).persons
+            m = match_people(current, f.persons)
+            with project.store.tx():
+                for i, inc in enumerate(f.persons):
+                    lab = inc.labelled
+                    # a file that says which points were verified (our own export) is believed
+                    mark = lab & inc.verified if inc.meta.get("verified_known") else lab
+                    if i in m:
+                        old = current[m[i]]
+                        new = old.copy()
+                        take = lab & (~old.verified if as_ == "predicted" else np.ones(sk.N, bool))
+                        if not take.any():
+                            continue
+                        new.xy[take], new.vis[take] = inc.xy[take], inc.vis[take]
+                        new.conf[take] = inc.conf[take]
+                        new.verified[take] = mark[take] if as_ == "verified" else False
+                        for k in np.flatnonzero(take):
+                            new.source[k] = inc.source[k] or source
+                        session.replace_person(old.id, new, "import", {"source": source})
+                        summary["persons_updated"] += 1
+                        summary["points_set"] += int(take.sum())
+                    else:
+                        new = inc.copy()
+                        new.verified[:] = mark if as_ == "verified" else False
+                        new.source = [inc.source[k] or source for k in range(sk.N)]
+                        session.add_person(row.id, new)
+                        summary["persons_added"] += 1
+                        summary["points_set"] += int(lab.sum())
+    finally:                # what was saved is scored, also when a later image fails
+        rescore.finish()
     if frames and summary["images_matched"] == 0:
         raise UserError(f"{source}: none of its {len(frames)} images is in the project "
                         f"(e.g. {frames[0].file_name!r}); images are matched by file name")

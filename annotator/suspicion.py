@@ -664,6 +664,30 @@ def update_suspicion(project, image_ids: Iterable[int] | None = None, model: Sus
     return summary
 
 
+class Rescore:
+    """Scores the images the watched sessions commit to, when finish() is called.
+
+    Points that change outside pre-fill and distillation (an import, a CVAT
+    pull) keep the queue right: the changed images are re-scored with the
+    project's model (people whose points moved lose their re-run features,
+    which were made for the old points, and are scored without them).
+    """
+
+    def __init__(self, project):
+        self.project = project
+        self.images: set[int] = set()
+
+    def watch(self, session):
+        session.listeners.append(self.images.update)
+        return session
+
+    def finish(self) -> dict | None:
+        if not self.images:
+            return None
+        images, self.images = sorted(self.images), set()
+        return update_suspicion(self.project, images)
+
+
 def compute_tta(project, image_ids: Iterable[int] | None = None, estimator=None, force: bool = False,
                 progress=None) -> dict:
     """Run the TTA predictions for people that lack current ones; store their features."""

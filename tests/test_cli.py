@@ -97,3 +97,34 @@ def test_export_verified_only_and_render(tmp_path):
     rc, out, err = run("export", tmp_path / "p", "--format", "coco", "--out", tmp_path / "o.json", "--verified-only")
     assert rc == 0, err
     assert json.loads((tmp_path / "o.json").read_text())["annotations"] == []
+
+
+def test_imported_predictions_are_scored_for_the_review_queue(tmp_path):
+    """Points that arrive by import (another model's predictions) get suspicion scores at once, the
+    ones a recompute gives, so `queue` orders them; verified imports score 0 (nothing to find)."""
+    gt = json.loads((GT_DEV / "annotations.json").read_text())
+    ims = [i for i in gt["images"] if i["source"] == "coco_mini"
+           and sum(a["num_keypoints"] >= 5 for a in gt["annotations"] if a["image_id"] == i["id"]) >= 1][:3]
+    rc, _, err = run("init", tmp_path / "p", "--images", *[GT_DEV / "images" / i["file_name"] for i in ims])
+    assert rc == 0, err
+    ids = {i["id"] for i in ims}
+    sub = {"images": ims, "annotations": [a for a in gt["annotations"] if a["image_id"] in ids],
+           "categories": gt["categories"]}
+    (tmp_path / "pred.json").write_text(json.dumps(sub))
+    rc, out, err = run("import", tmp_path / "p", tmp_path / "pred.json", "--as", "predicted")
+    assert rc == 0, err
+    with Project.open(tmp_path / "p") as proj:
+        rows = proj.store.db.execute("SELECT p.person_id, p.idx, p.suspicion, p.verified FROM points p"
+                                     " JOIN persons q ON q.id=p.person_id WHERE q.deleted=0 AND p.vis>0").fetchall()
+        assert rows and all(s is not None for _, _, s, _ in rows) and not any(v for *_, v in rows)
+        stored = {(pid, i): s for pid, i, s, _ in rows}
+        from annotator.suspicion import update_suspicion
+        with proj.store.tx():
+            proj.store.db.execute("UPDATE points SET suspicion=NULL")
+        update_suspicion(proj)
+        again = dict(((pid, i), s) for pid, i, s in proj.store.db.execute(
+            "SELECT person_id, idx, suspicion FROM points WHERE vis>0"))
+        assert again == pytest.approx(stored)
+    rc, out, err = run("queue", tmp_path / "p", "--limit", "3")
+    assert rc == 0, err
+    assert all(i["file_name"].split("/")[-1] in out for i in ims)

@@ -199,6 +199,9 @@ def test_push_queue_selects_the_first_images_of_the_review_queue(server, tmp_pat
 def test_server_edit_is_pulled_into_the_store_with_history(server, tmp_path, gt_dev, capsys):
     root = make_project(tmp_path, gt_dev)
     assert cvat("cvat", "push", root, *creds(server), capsys=capsys)[0] == 0
+    with Project.open(root) as proj:        # forget every score: only a re-scoring writes them again
+        with proj.store.tx():
+            proj.store.db.execute("UPDATE points SET suspicion=NULL")
     lmap = lmap_of(server)
     jid = next(iter(server.jobs))
     with sdk(server, tmp_path, job=jid) as c:
@@ -226,6 +229,18 @@ def test_server_edit_is_pulled_into_the_store_with_history(server, tmp_path, gt_
         assert all(p.source[i] != "cvat:bob" for i in other)
         h = proj.store.history(pid, limit=1)[0]
         assert h["command"] == "cvat_pull" and h["actor"] == "annotator:cvat:bob"
+        # the pulled image is scored again for the review queue (what a recompute gives); images the
+        # pull did not change are left alone
+        pulled = p.suspicion.copy()
+        assert np.isfinite(pulled).all()
+        img = proj.store.person_image(pid)
+        untouched = proj.store.db.execute(
+            "SELECT count(*), count(p.suspicion) FROM points p JOIN persons q ON q.id=p.person_id"
+            " WHERE q.image_id != ? AND q.deleted=0", (img,)).fetchone()
+        assert untouched[0] > 0 and untouched[1] == 0
+        from annotator.suspicion import update_suspicion
+        update_suspicion(proj, [proj.store.person_image(pid)])
+        np.testing.assert_allclose(proj.store.load_person(pid).suspicion, pulled)
     # nothing pending afterwards, and a second pull downloads nothing
     s = status(Project.open(root))
     assert s["pending"] == {"create": 0, "update": 0, "delete": 0} and not s["conflicts"]
