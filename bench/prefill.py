@@ -50,6 +50,8 @@ def plain_loop(files: list[Path]) -> tuple[float, int]:
 
 
 def ours(files: list[Path], workers: int, tta: bool = True, engine: str | None = None) -> tuple[float, dict]:
+    import ai_edge_litert.interpreter  # noqa: F401  imports outside the timing, as the plain loop's mediapipe
+    import annotator.blazepose  # noqa: F401
     from annotator.prefill import prefill
     from annotator.project import Project
     with tempfile.TemporaryDirectory() as d:
