@@ -14,6 +14,7 @@ the new images are computed, so the review queue is ordered right away.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import time
@@ -27,6 +28,7 @@ from .model import OCCLUDED, VISIBLE, Person
 from .project import Project
 
 VIDEO_CHUNK = 32
+SCORE_BATCH = 32        # photos scored for the review queue together, during the run
 TRACK_BLOCK = 1000      # track ids of a tracked run of frames start at (first frame index) * TRACK_BLOCK
 
 
@@ -217,7 +219,18 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
     run_id = project.store.start_run("prefill", model_name, settings)
     session = project.session()
     bar = None
-    done_ids: list[int] = []
+    # Photos are scored for the review queue in batches while the workers run (the main process
+    # is mostly waiting), video frames at the end (their scores read the neighbouring frames).
+    photo_ids = {it[0] for t in tasks if t.kind == "image" for it in t.items}
+    unscored: list[int] = []
+
+    def score(ids: list[int]) -> None:
+        if ids:
+            from .suspicion import update_suspicion
+            t1 = time.time()
+            update_suspicion(project, ids)
+            summary["suspicion_seconds"] += time.time() - t1
+            ids.clear()
 
     def consume(results):
         from . import suspicion
@@ -239,11 +252,14 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
                     if feats:
                         suspicion.store_prefill_tta(project.store, ids, persons, feats)
                     project.store.set_image_status(image_id, "done", None, run_id, size=size)
-                done_ids.append(image_id)
+                unscored.append(image_id)
                 summary["done"] += 1
                 summary["people"] += len(persons)
             if bar:
                 bar.update(1)
+        if sum(i in photo_ids for i in unscored) >= SCORE_BATCH:
+            score([i for i in unscored if i in photo_ids])
+            unscored[:] = [i for i in unscored if i not in photo_ids]
 
     pool = None
     t0 = time.time()
@@ -260,6 +276,10 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
             bar = tqdm(total=total, unit="img", desc="pre-fill", smoothing=0.1)
         for res in results:
             consume(res)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            score(unscored)         # interrupted (Ctrl+C): what was saved is scored all the same
+        raise
     finally:
         if pool is not None:
             pool.terminate()
@@ -268,9 +288,5 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
             bar.close()
         summary["seconds"] = time.time() - t0
     project.store.finish_run(run_id)
-    if done_ids:                     # the queue is ordered right after pre-fill
-        from .suspicion import update_suspicion
-        t1 = time.time()
-        update_suspicion(project, done_ids)
-        summary["suspicion_seconds"] = time.time() - t1
+    score(unscored)                  # the queue is ordered right after pre-fill
     return summary

@@ -161,3 +161,29 @@ def test_workers_fork_from_a_plain_cli_process_and_spawn_where_fork_is_unsafe():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["fork", "spawn", "spawn"]
+
+
+def test_photos_are_scored_during_the_run_and_when_it_is_interrupted(tmp_path, gt_dev, monkeypatch):
+    """The review queue's scores are written in batches while pre-fill runs, and a Ctrl+C still
+    scores what was saved (a rerun only scores the images it does)."""
+    import annotator.prefill as pf
+    ims = [im for im in gt_dev["images"] if im["source"].startswith("coco")][:45]
+    copy_photos(ims, tmp_path / "in")
+    proj, _ = Project.create(tmp_path / "p", [tmp_path / "in"])
+    seen = []
+    real = pf._run_task
+
+    def run_then_interrupt(task):
+        if len(seen) == 40:
+            raise KeyboardInterrupt
+        seen.append(task)
+        return real(task)
+    monkeypatch.setattr(pf, "_run_task", run_then_interrupt)
+    with proj:
+        with pytest.raises(KeyboardInterrupt):
+            pf.prefill(proj, workers=1, progress=False, tta=False)
+        rows = proj.store.db.execute(
+            "SELECT i.id, count(p.idx), count(p.suspicion) FROM images i JOIN persons q ON q.image_id=i.id"
+            " JOIN points p ON p.person_id=q.id WHERE i.status='done' AND q.deleted=0 GROUP BY i.id").fetchall()
+        assert proj.store.db.execute("SELECT count(*) FROM images WHERE status='done'").fetchone()[0] == 40
+        assert len(rows) >= 10 and all(n == scored for _, n, scored in rows)     # > one batch, all scored
