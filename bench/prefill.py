@@ -125,7 +125,7 @@ def main() -> None:
               f" = {(n / t_ours) / med(plain_rates):.2f}x the plain loop's median;"
               f" +{1000 * (t_ours - n / med(fast_rates)) / n:.0f} ms/image wall clock,"
               f" ~{1000 * (t_ours - n / med(fast_rates)) * a.workers / max(s['people'], 1):.0f} ms/person of CPU"
-              f" (review-queue scoring {s["suspicion_seconds"]:.2f}s, mostly while the workers run)")
+              f" (review-queue scoring {s['suspicion_seconds']:.2f}s, mostly while the workers run)")
     print(f"peak RSS: plain loop {rss_plain:.0f} MB; pre-fill main process {rss_main:.0f} MB,"
           f" largest worker {rss_worker:.0f} MB")
 
