@@ -9,8 +9,9 @@ consecutive frames so the tracker carries people from frame to frame.
 With `prefill.tta` (default on), the worker also runs the landmark model on
 transformed crops of every person it found (suspicion.tta_for_poses) while the
 image is decoded anyway; the main process stores those features in the same
-transaction as the points, and at the end of the run the suspicion scores of
-the new images are computed, so the review queue is ordered right away.
+transaction as the points. The new images' suspicion scores are computed in
+batches while the workers run (video frames at the end), so the review queue
+is ordered right away.
 """
 from __future__ import annotations
 
