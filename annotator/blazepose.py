@@ -345,7 +345,8 @@ def decode_landmarks(raw_landmarks, pose_flag: float, roi, heatmap: np.ndarray |
     flag = float(pose_flag)
     hconf = float("nan")
     if heatmap is not None:
-        peaks = np.asarray(heatmap, np.float64).reshape(-1, np.shape(heatmap)[-1]).max(0)[:sk.N]
+        # max in the heatmap's own dtype (exact), then float64: not a float64 copy of 160,000 cells
+        peaks = np.asarray(heatmap).reshape(-1, np.shape(heatmap)[-1]).max(0)[:sk.N].astype(np.float64)
         hconf = float(_sigmoid(peaks).mean())
     aux = xy[sk.N:sk.N + 2].copy() if raw.shape[0] >= sk.N + 2 else None
     det = float(det_score)
