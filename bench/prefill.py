@@ -116,7 +116,9 @@ def main() -> None:
     if not a.skip_legacy:     # where the gap comes from: the same pool and store with the plain loop's pipeline
         (t_leg, s3), _, _ = fresh(ours, files, a.workers, False, "legacy")
         print(f"pose-annotator prefill --no-tta, the plain loop's pipeline (engine = \"legacy\", detector 0.5):"
-              f" {n / t_leg:6.1f} images/s = {(n / t_leg) / med(plain_rates):.2f}x, {s3['people']} people")
+              f" {n / t_leg:6.1f} images/s = {(n / t_leg) / med(plain_rates):.2f}x, {s3['people']} people"
+              f" (start-up {s3['startup_seconds']:.2f}s: the workers import mediapipe, then"
+              f" {(n - 1) / max(s3['seconds'] - s3['startup_seconds'], 1e-9):.1f} images/s)")
         print(f"people per second: plain loop {med(plain_rates) * found / n:.1f}, prefill --no-tta"
               f" {med(fast_rates) * s2['people'] / n:.1f}")
     if not a.skip_tta:
