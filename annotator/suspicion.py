@@ -202,44 +202,50 @@ class Extras:
     others: list | None = None                   # (33, 2) points of the other people in the image
 
 
+def _incidence(groups) -> np.ndarray:
+    """(len(groups), 33) 0/1: which points each group (an edge, an angle's two points, ...) touches."""
+    m = np.zeros((len(groups), sk.N))
+    for k, pts in enumerate(groups):
+        m[k, list(pts)] = 1.0
+    return m
+
+
+_EDGE_INC = _incidence(sk.EDGES)
+_SYM_INC = _incidence([set(sk.EDGES[ka]) | set(sk.EDGES[kb]) for ka, kb in SYM_EDGES])
+_ANG = np.array([(a, v, b) for _, a, v, b in sk.ANGLES])
+_ANG_RANGE = np.array([sk.ANGLE_RANGE[name.split("_", 1)[1]] for name, *_ in sk.ANGLES])
+_ANG_INC = _incidence([(v, b) for _, _, v, b in sk.ANGLES])
+_LIMB = np.array(_LIMB_PAIRS)
+
+
 def shape_features(xy: np.ndarray, stats: ShapeStats) -> dict[str, np.ndarray]:
-    """bone, sym, angle, cross, collapse for one 33-point pose."""
-    n = sk.N
-    logs = _edge_logs(xy)
+    """bone, sym, angle, cross, collapse for one 33-point pose (each point: the worst of the edges,
+    edge pairs, angles or limb pairs it belongs to; array operations, as update_suspicion runs it
+    for every person of a project)."""
+    t = torso_length(xy)
+    e = np.asarray(sk.EDGES)
+    logs = np.log(np.maximum(np.linalg.norm(xy[e[:, 0]] - xy[e[:, 1]], axis=1), 1e-3) / t)
     z = np.abs(logs - stats.edge_mu) / stats.edge_sd
-    bone = np.zeros(n)
-    for k, (a, b) in enumerate(sk.EDGES):
-        bone[a] = max(bone[a], z[k])
-        bone[b] = max(bone[b], z[k])
-    sym = np.zeros(n)
-    for s, (ka, kb) in enumerate(SYM_EDGES):
-        v = abs(logs[ka] - logs[kb]) / stats.sym_sd[s]
-        for k in (ka, kb):
-            for i in sk.EDGES[k]:
-                sym[i] = max(sym[i], v)
-    angle = np.zeros(n)
-    for name, a, v, b in sk.ANGLES:
-        u, w = xy[a] - xy[v], xy[b] - xy[v]
-        nu, nw = np.linalg.norm(u), np.linalg.norm(w)
-        if nu < 1e-6 or nw < 1e-6:
-            continue
-        deg = math.degrees(math.acos(float(np.clip(np.dot(u, w) / (nu * nw), -1, 1))))
-        lo, hi = sk.ANGLE_RANGE[name.split("_", 1)[1]]
-        out = max(lo - deg, deg - hi, 0.0) / 30.0
-        for i in (v, b):
-            angle[i] = max(angle[i], out)
+    bone = (z[:, None] * _EDGE_INC).max(0)
+    ka, kb = np.array(SYM_EDGES).T
+    sym = ((np.abs(logs[ka] - logs[kb]) / stats.sym_sd)[:, None] * _SYM_INC).max(0)
+    u, w = xy[_ANG[:, 0]] - xy[_ANG[:, 1]], xy[_ANG[:, 2]] - xy[_ANG[:, 1]]
+    nu, nw = np.sqrt((u * u).sum(1)), np.sqrt((w * w).sum(1))
+    ok = (nu >= 1e-6) & (nw >= 1e-6)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        deg = np.degrees(np.arccos(np.clip((u * w).sum(1) / (nu * nw), -1, 1)))
+    out = np.where(ok, np.maximum(np.maximum(_ANG_RANGE[:, 0] - deg, deg - _ANG_RANGE[:, 1]), 0.0) / 30.0, 0.0)
+    angle = (out[:, None] * _ANG_INC).max(0)
     # left/right axis of the torso: from the right to the left shoulder/hip
     axis = (xy[11] - xy[12] + xy[23] - xy[24]) / 2.0
-    t = torso_length(xy)
-    cross = np.zeros(n)
-    collapse = np.zeros(n)
     an = np.linalg.norm(axis)
-    for l, r in _LIMB_PAIRS:
-        d = xy[l] - xy[r]
-        if an > 1e-6:
-            proj = float(np.dot(d, axis) / an) / t
-            cross[l] = cross[r] = max(-proj, 0.0)
-        collapse[l] = collapse[r] = math.exp(-float(np.linalg.norm(d)) / (0.1 * t))
+    d = xy[_LIMB[:, 0]] - xy[_LIMB[:, 1]]
+    cross, collapse = np.zeros(sk.N), np.zeros(sk.N)
+    if an > 1e-6:
+        c = np.maximum(-(d @ axis / an) / t, 0.0)
+        cross[_LIMB[:, 0]], cross[_LIMB[:, 1]] = c, c
+    col = np.exp(-np.sqrt((d * d).sum(1)) / (0.1 * t))
+    collapse[_LIMB[:, 0]], collapse[_LIMB[:, 1]] = col, col
     return {"bone": np.log1p(bone), "sym": np.log1p(sym), "angle": angle, "cross": cross, "collapse": collapse}
 
 
