@@ -541,6 +541,11 @@ class CvatSync:
                 server[s["id"]] = s
             else:
                 rep.add("shapes_ignored")
+        tracks = ann.get("tracks") or []
+        if tracks:      # said, not dropped in silence: people drawn in CVAT's track mode are not read
+            rep.add("tracks_not_pulled", len(tracks))
+            rep.notes.append(f"job {jid}: {len(tracks)} track(s) not pulled: pose-annotator reads each frame's "
+                             "skeleton shapes; draw people with CVAT's 'Shape' button, not 'Track'")
         mapped = self._q("SELECT person_id, shape_id, base FROM cvat_shapes WHERE job_id=? ORDER BY person_id",
                          (jid,)).fetchall()
         self._q("DELETE FROM cvat_conflicts WHERE job_id=?", (jid,))

@@ -677,3 +677,32 @@ def test_update_that_lands_after_the_timeout_is_settled_without_loss(server, tmp
     with Project.open(root) as proj:
         assert tuple(proj.store.load_person(pid).xy[0]) == (12.0, 13.0)
         assert status(proj)["pending"]["update"] == 0 and not status(proj)["conflicts"]
+
+
+def test_people_drawn_as_tracks_are_reported_not_dropped_silently(server, tmp_path, gt_dev, capsys):
+    """CVAT's track mode (a person interpolated across frames) is not read by pull; the pull says
+    so, counts them, and changes nothing else."""
+    root = make_project(tmp_path, gt_dev, 2)
+    assert cvat("cvat", "push", root, *creds(server), capsys=capsys)[0] == 0
+    lmap = lmap_of(server)
+    jid = next(iter(server.jobs))
+    with Project.open(root) as proj:
+        before = {pid: proj.store.load_person(pid).xy.copy() for (pid,) in
+                  proj.store.db.execute("SELECT id FROM persons WHERE deleted=0")}
+    with sdk(server, tmp_path, job=jid) as c:
+        els = [models.SubLabeledTrackRequest(frame=0, label_id=lmap.sub_id[n], shapes=[models.TrackedShapeRequest(
+            type="points", frame=0, points=[30.0 + i, 40.0 + i], outside=False)]) for i, n in enumerate(sk.NAMES)]
+        track = models.LabeledTrackRequest(frame=0, label_id=lmap.label_id, shapes=[models.TrackedShapeRequest(
+            type="skeleton", frame=0, points=[], outside=False)], elements=els)
+        c.jobs.retrieve(jid).update_annotations(models.PatchedLabeledDataRequest(tracks=[track]),
+                                                action=__import__("cvat_sdk").core.proxies.annotations
+                                                .AnnotationUpdateAction.CREATE)
+    rc, out, err = cvat("cvat", "pull", root, *creds(server), capsys=capsys)
+    assert rc == 0, err
+    assert "tracks not pulled 1" in out and f"job {jid}: 1 track(s) not pulled" in out
+    with Project.open(root) as proj:
+        after = {pid: proj.store.load_person(pid).xy for (pid,) in
+                 proj.store.db.execute("SELECT id FROM persons WHERE deleted=0")}
+    assert after.keys() == before.keys()
+    for pid in before:
+        np.testing.assert_array_equal(after[pid], before[pid])
