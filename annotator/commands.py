@@ -30,6 +30,7 @@ class Session:
         self._undo: list[int] = []
         self._redo: list[int] = []
         self.listeners: list[Callable[[set[int]], None]] = []
+        self._attached: dict[int, tuple[Callable[[], None], Callable[[], None]]] = {}
 
     @property
     def actor(self) -> str:
@@ -255,19 +256,31 @@ class Session:
             fn(images)
         return aid
 
+    def attach(self, action_id: int, undo: Callable[[], None], redo: Callable[[], None]) -> None:
+        """Changes to other tables that belong to a command (e.g. the CVAT sync rows a conflict
+        resolution moved): run with its undo / redo, in the same transaction, so a crash never
+        leaves the points undone and the rest not (or the other way round)."""
+        self._attached[action_id] = (undo, redo)
+
     def undo(self) -> int | None:
         """Undo this session's last command; returns the undone action id."""
         if not self._undo:
             return None
-        aid = self._undo.pop()
-        self._restore(aid, use_before=True, undo_of=aid)
-        self._redo.append(aid)
+        aid = self._undo[-1]
+        with self.store.tx():
+            self._restore(aid, use_before=True, undo_of=aid)
+            if aid in self._attached:
+                self._attached[aid][0]()
+        self._redo.append(self._undo.pop())
         return aid
 
     def redo(self) -> int | None:
         if not self._redo:
             return None
-        aid = self._redo.pop()
-        self._restore(aid, use_before=False, redo_of=aid)
-        self._undo.append(aid)
+        aid = self._redo[-1]
+        with self.store.tx():
+            self._restore(aid, use_before=False, redo_of=aid)
+            if aid in self._attached:
+                self._attached[aid][1]()
+        self._undo.append(self._redo.pop())
         return aid

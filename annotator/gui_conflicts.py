@@ -12,7 +12,8 @@ moves, which is what makes the next push send ours). Undo must also bring
 the conflict back, otherwise undoing "take server" would leave our old
 points with the server's state as the base, and the next push would quietly
 overwrite the CVAT user's work. So the sync rows of that person/shape are
-snapshotted before and after, and restored on undo / redo.
+snapshotted before and after, and attached to the command (Session.attach):
+undo / redo restore them in the same transaction as the points.
 No Dear PyGui import (headless, tested without a display).
 """
 from __future__ import annotations
@@ -47,7 +48,7 @@ class ConflictTracker:
     def __init__(self, project):
         self.project = project
         self.store = project.store
-        self._undo: dict[int, tuple[list, list]] = {}   # action id -> (sync rows before, after)
+        self.actions: set[int] = set()      # resolutions made here: undoing one brings a conflict back
 
     def _has_tables(self) -> bool:
         return self.store.db.execute("SELECT 1 FROM sqlite_master WHERE name='cvat_conflicts'").fetchone() is not None
@@ -95,23 +96,19 @@ class ConflictTracker:
             aid = session.replace_person(person_id, self.store.load_person(person_id), "cvat_keep_local",
                                          {"shape": sid})
         if aid is not None:
-            self._undo[aid] = (before, self._rows(person_id, sid))
+            after = self._rows(person_id, sid)
+            session.attach(aid, undo=lambda: self._put(person_id, sid, before),
+                           redo=lambda: self._put(person_id, sid, after))
+            self.actions.add(aid)
         return aid
 
-    def after_undo_redo(self, action_id: int | None, undo: bool) -> bool:
-        """Put the sync rows back the way they were before (undo) or after (redo) a resolution."""
-        snap = self._undo.get(action_id)
-        if snap is None:
-            return False
-        rows = snap[0] if undo else snap[1]
-        conflict = next(r for t, r in snap[0] if t == "cvat_conflicts")
-        pid, sid = conflict[0], conflict[1]
+    def _put(self, pid: int, sid, rows: list) -> None:
+        """The sync rows of this person/shape exactly as snapshotted (inside the undo's transaction)."""
         with self.store.tx():
             self.store.db.execute("DELETE FROM cvat_conflicts WHERE person_id=?", (pid,))
             self.store.db.execute("DELETE FROM cvat_shapes WHERE person_id=? OR shape_id=?", (pid, sid))
             for table, r in rows:
                 self.store.db.execute(f"INSERT INTO {table} VALUES({','.join('?' * len(r))})", r)
-        return True
 
 
 def ghost_segments(xy: np.ndarray, vis: np.ndarray, edges, dash: float = 6.0, gap: float = 4.0) -> list:

@@ -1126,7 +1126,7 @@ class AppState:
         if aid is None:
             self.say(f"nothing to {verb[:-1] if verb.endswith('d') else verb}")
             return None
-        if self.conflicts.after_undo_redo(aid, undo=verb == "undid"):
+        if aid in self.conflicts.actions:          # its sync rows came back with it (Session.attach)
             self.mark("queue", "conflicts", "selection")
         a = self.store.action(aid)
         images = {self.store.person_image(pid) for pid, _, _ in a["changes"]}

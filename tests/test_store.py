@@ -84,6 +84,33 @@ def test_commands_history_undo_redo(proj):
     assert all(h["actor"] == "annotator:alice" for h in proj.store.history(pid)[:-1])
 
 
+def test_changes_attached_to_a_command_are_undone_in_the_same_transaction(proj):
+    """Session.attach: another table's change rides with a command's undo/redo (the app's CVAT
+    conflict rows); if it fails, the points are not undone either and the command stays undoable."""
+    img = proj.store.images()[0].id
+    s = proj.session("alice")
+    pid = s.set_predictions(img, [_person()], "testmodel")[0]
+    aid = s.move_point(pid, 5, 10.0, 20.0)
+    s.attach(aid, undo=lambda: proj.store.set_kv("side", "undone"), redo=lambda: proj.store.set_kv("side", "redone"))
+    assert s.undo() == aid
+    assert tuple(proj.store.load_person(pid).xy[5]) != (10.0, 20.0) and proj.store.get_kv("side") == "undone"
+    assert s.redo() == aid
+    assert tuple(proj.store.load_person(pid).xy[5]) == (10.0, 20.0) and proj.store.get_kv("side") == "redone"
+
+    def broken():
+        proj.store.set_kv("side", "half")
+        raise RuntimeError("disk full")
+    aid2 = s.move_point(pid, 6, 30.0, 40.0)
+    s.attach(aid2, undo=broken, redo=broken)
+    n_actions = proj.store.db.execute("SELECT count(*) FROM actions").fetchone()[0]
+    with pytest.raises(RuntimeError):
+        s.undo()
+    assert tuple(proj.store.load_person(pid).xy[6]) == (30.0, 40.0)      # not undone
+    assert proj.store.get_kv("side") == "redone"                         # the half write rolled back
+    assert proj.store.db.execute("SELECT count(*) FROM actions").fetchone()[0] == n_actions
+    assert s.can_undo and s._undo[-1] == aid2 and not s.can_redo
+
+
 def test_new_command_clears_redo_and_delete_is_undoable(proj):
     img = proj.store.images()[0].id
     s = proj.session("bob")
