@@ -329,7 +329,12 @@ def test_new_and_deleted_people_on_the_server(server, tmp_path, gt_dev, capsys):
 
 
 # -- conflicts -------------------------------------------------------------------------------------
-def _conflict_setup(server, tmp_path, gt_dev, capsys):
+def _move_elbow_here(session, pid):
+    session.move_point(pid, sk.INDEX["left_elbow"], 3.0, 4.0)
+
+
+def _conflict_setup(server, tmp_path, gt_dev, capsys, local_edit=_move_elbow_here):
+    """Pushed; bob moves a person's left elbow on CVAT to (1, 2); `local_edit(session, pid)` here."""
     root = make_project(tmp_path, gt_dev, 2)
     assert cvat("cvat", "push", root, *creds(server), capsys=capsys)[0] == 0
     lmap = lmap_of(server)
@@ -339,7 +344,7 @@ def _conflict_setup(server, tmp_path, gt_dev, capsys):
                                                                                       outside=False))
     with Project.open(root) as proj:
         pid = proj.store.db.execute("SELECT person_id FROM cvat_shapes WHERE shape_id=?", (shape["id"],)).fetchone()[0]
-        proj.session("me").move_point(pid, sk.INDEX["left_elbow"], 3.0, 4.0)
+        local_edit(proj.session("me"), pid)
     return root, pid, shape, lmap
 
 
@@ -365,17 +370,10 @@ def test_change_on_both_sides_is_a_conflict_resolved_by_prefer_server(server, tm
 
 
 def test_person_deleted_here_and_changed_on_cvat_comes_back_with_prefer_server(server, tmp_path, gt_dev, capsys):
-    root = make_project(tmp_path, gt_dev, 2)
-    assert cvat("cvat", "push", root, *creds(server), capsys=capsys)[0] == 0
-    lmap = lmap_of(server)
-    jid = next(iter(server.jobs))
-    with sdk(server, tmp_path, job=jid) as c:
-        shape = edit_on_server(c, jid, lambda s: element(s, lmap, "left_elbow").update(points=[1.0, 2.0],
-                                                                                      outside=False))
+    root, pid, shape, _ = _conflict_setup(server, tmp_path, gt_dev, capsys,
+                                          local_edit=lambda session, pid: session.delete_person(pid))
     with Project.open(root) as proj:
-        pid = proj.store.db.execute("SELECT person_id FROM cvat_shapes WHERE shape_id=?", (shape["id"],)).fetchone()[0]
-        image_id = proj.store.person_image(pid)
-        proj.session("me").delete_person(pid)
+        image_id = proj.store.person_image(pid)          # the deleted person's row stays
     rc, out, err = cvat("cvat", "pull", root, *creds(server), "--prefer", "server", capsys=capsys)
     assert rc == 0, err
     with Project.open(root) as proj:
