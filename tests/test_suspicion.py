@@ -118,20 +118,24 @@ def test_prefill_hook_reuses_predicts_heatmap(estimator, clear_people, monkeypat
     assert estimator.heatmap_of(poses[0]) is None
 
 
+class _SpyEstimator:
+    """Records the ROIs it is asked to predict; its k-th prediction puts every point at (k, k)."""
+
+    def __init__(self):
+        self.rois = []
+
+    def predict_roi(self, rgb, roi):
+        self.rois.append(roi)
+
+        class P:
+            xy = np.full((33, 2), float(len(self.rois)))
+        return P()
+
+
 def test_shifted_crops_move_with_the_roi_axes():
     """A shift variant moves the crop along the ROI's own axes (so it means the same for a rotated ROI)."""
-    class Spy:
-        def __init__(self):
-            self.rois = []
-
-        def predict_roi(self, rgb, roi):
-            self.rois.append(roi)
-
-            class P:
-                xy = np.zeros((33, 2))
-            return P()
     import math
-    spy = Spy()
+    spy = _SpyEstimator()
     rgb = np.zeros((100, 200, 3), np.uint8)
     S.tta_predictions(spy, rgb, (100.0, 50.0, 40.0, 40.0, math.pi / 2),
                       variants=(("right", False, 1.0, 0.0, 0.1, 0.0), ("plain", False, 1.0, 0.0)))
@@ -145,21 +149,10 @@ def test_part_crops_are_zoomed_on_each_part_and_merged():
     """Each part's points come from a crop PART_SCALE x the ROI's side, centred on that part's points'
     box, turned like the ROI; the other points of that crop are ignored."""
     import math
-
-    class Spy:
-        def __init__(self):
-            self.rois = []
-
-        def predict_roi(self, rgb, roi):
-            self.rois.append(roi)
-
-            class P:
-                xy = np.full((33, 2), float(len(self.rois)))      # crop k puts every point at (k, k)
-            return P()
     xy = np.zeros((33, 2))
     xy[:23] = [[100.0, 40.0], [140.0, 120.0]] * 11 + [[120.0, 80.0]]       # upper body: box 100..140, 40..120
     xy[23:] = [[90.0, 150.0], [150.0, 250.0]] * 5                           # legs: box 90..150, 150..250
-    spy = Spy()
+    spy = _SpyEstimator()
     out = S.part_predictions(spy, np.zeros((300, 300, 3), np.uint8), (120.0, 140.0, 200.0, 180.0, math.pi / 6), xy)
     assert set(out) == {"parts"} and len(spy.rois) == len(S.PARTS) == 2
     assert spy.rois[0] == pytest.approx((120.0, 80.0, 200 * S.PART_SCALE, 200 * S.PART_SCALE, math.pi / 6))
