@@ -266,21 +266,21 @@ class Session:
         """Undo this session's last command; returns the undone action id."""
         if not self._undo:
             return None
-        aid = self._undo[-1]
-        with self.store.tx():
-            self._restore(aid, use_before=True, undo_of=aid)
-            if aid in self._attached:
-                self._attached[aid][0]()
-        self._redo.append(self._undo.pop())
+        aid = self._replay(self._undo[-1], undo=True)
+        self._redo.append(self._undo.pop())         # only once the transaction has committed
         return aid
 
     def redo(self) -> int | None:
         if not self._redo:
             return None
-        aid = self._redo[-1]
-        with self.store.tx():
-            self._restore(aid, use_before=False, redo_of=aid)
-            if aid in self._attached:
-                self._attached[aid][1]()
+        aid = self._replay(self._redo[-1], undo=False)
         self._undo.append(self._redo.pop())
+        return aid
+
+    def _replay(self, aid: int, undo: bool) -> int:
+        """The action's before (undo) or after (redo) state, and its attached changes, in one transaction."""
+        with self.store.tx():
+            self._restore(aid, use_before=undo, **({"undo_of": aid} if undo else {"redo_of": aid}))
+            if aid in self._attached:
+                self._attached[aid][0 if undo else 1]()
         return aid
