@@ -172,10 +172,11 @@ def _sym_edge_pairs() -> list[tuple[int, int]]:
 SYM_EDGES = _sym_edge_pairs()
 
 
-def _edge_logs(xy: np.ndarray) -> np.ndarray:
+def _edge_logs(xy: np.ndarray, torso: float | None = None) -> np.ndarray:
+    """log(bone length / torso length) per skeleton edge."""
     e = np.asarray(sk.EDGES)
     lens = np.linalg.norm(xy[e[:, 0]] - xy[e[:, 1]], axis=1)
-    return np.log(np.maximum(lens, 1e-3) / torso_length(xy))
+    return np.log(np.maximum(lens, 1e-3) / (torso_length(xy) if torso is None else torso))
 
 
 def learn_shape_stats(poses: Iterable[np.ndarray]) -> ShapeStats:
@@ -223,8 +224,7 @@ def shape_features(xy: np.ndarray, stats: ShapeStats) -> dict[str, np.ndarray]:
     edge pairs, angles or limb pairs it belongs to; array operations, as update_suspicion runs it
     for every person of a project)."""
     t = torso_length(xy)
-    e = np.asarray(sk.EDGES)
-    logs = np.log(np.maximum(np.linalg.norm(xy[e[:, 0]] - xy[e[:, 1]], axis=1), 1e-3) / t)
+    logs = _edge_logs(xy, t)
     z = np.abs(logs - stats.edge_mu) / stats.edge_sd
     bone = (z[:, None] * _EDGE_INC).max(0)
     ka, kb = np.array(SYM_EDGES).T
