@@ -223,7 +223,8 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
     # Photos are scored for the review queue in batches while the workers run (the main process
     # is mostly waiting), video frames at the end (their scores read the neighbouring frames).
     photo_ids = {it[0] for t in tasks if t.kind == "image" for it in t.items}
-    unscored: list[int] = []
+    unscored: list[int] = []         # photos done since the last batch
+    frames: list[int] = []           # video frames done
 
     def score(ids: list[int]) -> None:
         if ids:
@@ -231,7 +232,6 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
             t1 = time.time()
             update_suspicion(project, ids)
             summary["suspicion_seconds"] += time.time() - t1
-            ids.clear()
 
     def consume(results):
         from . import suspicion
@@ -253,14 +253,14 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
                     if feats:
                         suspicion.store_prefill_tta(project.store, ids, persons, feats)
                     project.store.set_image_status(image_id, "done", None, run_id, size=size)
-                unscored.append(image_id)
+                (unscored if image_id in photo_ids else frames).append(image_id)
                 summary["done"] += 1
                 summary["people"] += len(persons)
             if bar:
                 bar.update(1)
-        if sum(i in photo_ids for i in unscored) >= SCORE_BATCH:
-            score([i for i in unscored if i in photo_ids])
-            unscored[:] = [i for i in unscored if i not in photo_ids]
+        if len(unscored) >= SCORE_BATCH:
+            score(unscored)
+            unscored.clear()
 
     pool = None
     t0 = time.time()
@@ -279,7 +279,7 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
             consume(res)
     except BaseException:
         with contextlib.suppress(Exception):
-            score(unscored)         # interrupted (Ctrl+C): what was saved is scored all the same
+            score(unscored + frames)    # interrupted (Ctrl+C): what was saved is scored all the same
         raise
     finally:
         if pool is not None:
@@ -289,5 +289,5 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
             bar.close()
         summary["seconds"] = time.time() - t0
     project.store.finish_run(run_id)
-    score(unscored)                  # the queue is ordered right after pre-fill
+    score(unscored + frames)         # the queue is ordered right after pre-fill
     return summary
