@@ -45,14 +45,6 @@ _ACT = {0: None, 1: "relu", 2: "relu_n1_to_1", 3: "relu6", 4: "tanh"}
 _NHWC_TO_NCHW_AXIS = {0: 0, 1: 2, 2: 3, 3: 1}
 
 
-def pose_landmark_path(variant: str = "full") -> Path:
-    """The pose_landmark_<variant>.tflite inside the installed mediapipe wheel."""
-    p = mp_models.mediapipe_dir() / "modules" / "pose_landmark" / f"pose_landmark_{variant}.tflite"
-    if not p.exists():
-        raise UserError(f"{p}: not found (mediapipe==0.10.21 ships pose_landmark_full.tflite)")
-    return p
-
-
 @dataclass
 class Op:
     kind: str
@@ -102,7 +94,7 @@ def _options(s, op) -> dict:
 def read_graph(path: str | os.PathLike | None = None) -> Graph:
     """Parse a .tflite flatbuffer (default: MediaPipe's pose_landmark_full)."""
     s = mp_models.tflite_schema()
-    path = Path(path) if path is not None else pose_landmark_path()
+    path = Path(path) if path is not None else mp_models.landmark_path(1)
     try:
         buf = path.read_bytes()
         if buf[4:8] != b"TFL3":

@@ -8,8 +8,9 @@ import pytest
 import torch
 from ai_edge_litert.interpreter import Interpreter
 
+from annotator import mp_models
 from annotator.errors import UserError
-from annotator.tflite_torch import (FEATURES, POSE_OUTPUTS, export_onnx, load_pose_landmark, pose_landmark_path,
+from annotator.tflite_torch import (FEATURES, POSE_OUTPUTS, export_onnx, load_pose_landmark,
                                     read_graph)
 
 from .conftest import MEDIA
@@ -34,7 +35,7 @@ def real_crops(n: int) -> np.ndarray:
 
 def litert(crops: np.ndarray) -> dict[str, np.ndarray]:
     """The reference: Google's interpreter on the wheel's own .tflite, one crop at a time."""
-    it = Interpreter(model_path=str(pose_landmark_path()), num_threads=2)
+    it = Interpreter(model_path=str(mp_models.landmark_path(1)), num_threads=2)
     it.allocate_tensors()
     inp = it.get_input_details()[0]["index"]
     outs = {POSE_OUTPUTS[o["name"]]: o["index"] for o in it.get_output_details()}
