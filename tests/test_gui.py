@@ -245,7 +245,7 @@ def test_drag_and_picture_with_a_display_size_texture(app):
             st.mark("view")
             app.frame()
             key = st.texture()[0]
-            assert key[1] == "window" and app.tex_size == key[2:4] and app.tex_rect == key[4]
+            assert key[1] == "window" and app.tex_size == key[2:4] and app.tex_key == key
             cw, ch = st.canvas
             assert app.tex_size[0] * app.tex_size[1] <= (1.5 * cw + 64) * (1.5 * ch + 64)
             assert k == 0 or app.tex_size[0] * app.tex_size[1] < w * h / 2

@@ -59,8 +59,7 @@ class App:
         self.edge_region = [region_of[sk.edge_color(a, b)] for a, b in sk.EDGES]
         self.tex = None
         self.tex_size = None
-        self.tex_key = None
-        self.tex_rect = (0, 0, 1, 1)     # image region (x0, y0, x1, y1) the texture covers
+        self.tex_key = None              # AppState.texture's key of what is uploaded; [4] = the image region it covers
         self.inputs: list = []
         self.frame_ms: list[float] = []
         self.queue_rows: list[int] = []
@@ -395,7 +394,7 @@ class App:
         if key == self.tex_key and not force:
             self._place_image()
             return
-        size, self.tex_rect = key[2:4], key[4]
+        size = key[2:4]
         if self.tex_size != size:
             old = self.tex
             self.tex = dpg.add_raw_texture(size[0], size[1], buf, format=dpg.mvFormat_Float_rgb, parent=self.texreg)
@@ -411,9 +410,9 @@ class App:
         self._place_image()
 
     def _place_image(self) -> None:
-        if self.img_item is None or self.state.decoded is None:
+        if self.img_item is None or self.state.decoded is None or self.tex_key is None:
             return
-        x0, y0, x1, y1 = self.tex_rect
+        x0, y0, x1, y1 = self.tex_key[4]
         v = self.state.view
         dpg.configure_item(self.img_item, pmin=tuple(v.to_screen((x0, y0))), pmax=tuple(v.to_screen((x1, y1))))
 
