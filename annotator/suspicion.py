@@ -914,7 +914,7 @@ def signal_figures(rows: list[dict], names: Iterable[str], fractions=(0.1, 0.2, 
 
 def tta_for_poses(estimator, rgb: np.ndarray, poses: list) -> list[dict[str, np.ndarray]]:
     """In a pre-fill worker, right after predict(): every found person's TTA features, on the
-    ROI the engine used (pose.roi), while the image is decoded anyway (~12 landmark runs a person;
+    ROI the engine used (pose.roi), while the image is decoded anyway (11 landmark runs a person;
     the heatmap of predict()'s own run on that ROI is reused when the estimator kept it)."""
     mirrored = np.ascontiguousarray(rgb[:, ::-1])
     heat = getattr(estimator, "heatmap_of", lambda pose: None)
