@@ -84,6 +84,11 @@ def fresh(fn, *args):
     return out
 
 
+def after_start_up(n: int, s: dict) -> float:
+    """images/s after the first result (the workers' start-up and first image excluded)."""
+    return (n - 1) / max(s["seconds"] - s["startup_seconds"], 1e-9)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int)
@@ -100,7 +105,7 @@ def main() -> None:
     for r in range(a.repeat):        # alternated back to back, so a busy moment hits both
         (t_plain, found), rss_plain, _ = fresh(plain_loop, files)
         (t_fast, s2), rss_main, rss_worker = fresh(ours, files, a.workers, False)
-        steady = (n - 1) / max(s2["seconds"] - s2["startup_seconds"], 1e-9)
+        steady = after_start_up(n, s2)
         ratios.append(t_plain / t_fast)
         plain_rates.append(n / t_plain)
         fast_rates.append(n / t_fast)
@@ -113,14 +118,14 @@ def main() -> None:
     print(f"pose-annotator prefill --no-tta          : {med(fast_rates):6.1f} images/s incl. worker start-up,"
           f" {med(steady_rates):.1f} after the first image; written to SQLite")
     print(f"speed-up, points only: {med(ratios):.2f}x median (runs: {', '.join(f'{x:.2f}' for x in ratios)})")
+    print(f"people per second: plain loop {med(plain_rates) * found / n:.1f}, prefill --no-tta"
+          f" {med(fast_rates) * s2['people'] / n:.1f}")
     if not a.skip_legacy:     # where the gap comes from: the same pool and store with the plain loop's pipeline
         (t_leg, s3), _, _ = fresh(ours, files, a.workers, False, "legacy")
         print(f"pose-annotator prefill --no-tta, the plain loop's pipeline (engine = \"legacy\", detector 0.5):"
               f" {n / t_leg:6.1f} images/s = {(n / t_leg) / med(plain_rates):.2f}x, {s3['people']} people"
               f" (start-up {s3['startup_seconds']:.2f}s: the workers import mediapipe, then"
-              f" {(n - 1) / max(s3['seconds'] - s3['startup_seconds'], 1e-9):.1f} images/s)")
-        print(f"people per second: plain loop {med(plain_rates) * found / n:.1f}, prefill --no-tta"
-              f" {med(fast_rates) * s2['people'] / n:.1f}")
+              f" {after_start_up(n, s3):.1f} images/s)")
     if not a.skip_tta:
         (t_ours, s), _, _ = fresh(ours, files, a.workers)
         print(f"pose-annotator prefill (default: + re-run review signals): {n / t_ours:6.1f} images/s"
