@@ -27,6 +27,7 @@ import numpy as np
 from .errors import UserError
 from .model import OCCLUDED, VISIBLE, Person
 from .project import Project
+from .workers import WorkerDied, Workers
 
 VIDEO_CHUNK = 32
 SCORE_BATCH = 32        # photos scored for the review queue together, during the run
@@ -78,8 +79,9 @@ _INIT_ERROR: Exception | None = None
 
 
 def _init_worker(kwargs: dict, landmark_model: str | None, tta: bool = False) -> None:
-    """Never raises: a Pool re-spawns a worker whose initializer fails, forever. The error is
-    kept and raised by the first task instead, which the main process receives and reports."""
+    """Never raises: the error is kept and raised by the first task instead, which the main
+    process receives and reports as one line (a worker that died in its initializer would be
+    replaced and die again)."""
     global _EST, _TTA, _INIT_ERROR
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _INIT_ERROR = None
@@ -170,6 +172,21 @@ def _start_method() -> str:
     from . import blazepose, media, suspicion  # noqa: F401  imported once here, inherited by the workers
     import ai_edge_litert.interpreter  # noqa: F401
     return "fork"
+
+
+def _outcomes(done):
+    """Workers.run's (task, ok, result) -> _run_task's result lists. A task whose worker died (a
+    crash in native code) marks its images failed, naming the file; other errors stop the run."""
+    try:
+        for task, ok, res in done:
+            if ok:
+                yield res
+            elif isinstance(res, WorkerDied):
+                yield [(i, None, None, f"{task.path}: {res}", None) for i, _, _, _ in task.items]
+            else:
+                raise res
+    except WorkerDied as e:
+        raise UserError(f"pre-fill stopped: {e}") from None
 
 
 def plan(project: Project, force: bool = False, limit: int | None = None) -> list[Task]:
@@ -268,10 +285,10 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
         if workers <= 1:
             _init_worker(kwargs, landmark_model, tta)
             results = map(_run_task, tasks)
-        else:       # the pool before the progress bar: its monitor thread would make fork unsafe
-            ctx = mp.get_context(_start_method())
-            pool = ctx.Pool(workers, initializer=_init_worker, initargs=(kwargs, landmark_model, tta))
-            results = pool.imap_unordered(_run_task, tasks, chunksize=1)
+        else:       # the workers before the progress bar: its monitor thread would make fork unsafe
+            pool = Workers(workers, _run_task, _init_worker, (kwargs, landmark_model, tta),
+                           mp.get_context(_start_method()))
+            results = _outcomes(pool.run(tasks))
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=total, unit="img", desc="pre-fill", smoothing=0.1)
@@ -283,8 +300,7 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
         raise
     finally:
         if pool is not None:
-            pool.terminate()
-            pool.join()
+            pool.close()
         if bar:
             bar.close()
         summary["seconds"] = time.time() - t0
