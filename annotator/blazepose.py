@@ -360,28 +360,31 @@ def decode_landmarks(raw_landmarks, pose_flag: float, roi, heatmap: np.ndarray |
 class _Model:
     """A .tflite file under LiteRT with outputs fetched by tensor name."""
 
-    def __init__(self, path, num_threads: int = 1, outputs: tuple[str, ...] | None = None):
-        """outputs: only these are computed (mp_models.pruned_model); None runs the whole graph."""
+    def __init__(self, path, num_threads: int = 1, outputs: tuple[str, ...] | None = None, lean: bool = True):
+        """outputs: only these are computed (all when None). lean: run mp_models.lean_model's
+        version of the file (the same numbers, faster to load and run); False: the file as shipped."""
         self.path = str(path)
+        if outputs and not lean:
+            raise ValueError("outputs can only be chosen for the lean model")
         try:
-            self.it = self._interpreter(num_threads, tuple(outputs or ()))
+            self.it = self._interpreter(num_threads, tuple(outputs or ()), lean)
         except ValueError as e:
             raise UserError(f"{path}: cannot load TFLite model ({str(e).splitlines()[0]})") from None
         self.it.allocate_tensors()
         self.inp = self.it.get_input_details()[0]["index"]
         self.out = {d["name"]: d["index"] for d in self.it.get_output_details()}
 
-    def _interpreter(self, num_threads: int, outputs: tuple[str, ...]):
+    def _interpreter(self, num_threads: int, outputs: tuple[str, ...], lean: bool):
         from ai_edge_litert.interpreter import Interpreter
-        if not outputs:
+        if not lean:
             return Interpreter(model_path=self.path, num_threads=num_threads)
-        cached = mp_models.pruned_model_file(Path(self.path), outputs)
+        cached = mp_models.lean_model_file(Path(self.path), outputs)
         if cached is not None:
             try:
                 return Interpreter(model_path=str(cached), num_threads=num_threads)
-            except ValueError:          # a damaged cache entry: drop it, prune in memory this time
+            except ValueError:          # a damaged cache entry: drop it, make it in memory this time
                 cached.unlink(missing_ok=True)
-        return Interpreter(model_content=mp_models.pruned_model(Path(self.path), outputs), num_threads=num_threads)
+        return Interpreter(model_content=mp_models.lean_model(Path(self.path), outputs), num_threads=num_threads)
 
     def __call__(self, x: np.ndarray, names) -> list[np.ndarray]:
         self.it.set_tensor(self.inp, x[None].astype(np.float32, copy=False))

@@ -79,13 +79,16 @@ def tflite_schema():
 
 
 @lru_cache(maxsize=4)
-def pruned_model(path: Path, outputs: tuple[str, ...]) -> bytes:
-    """The .tflite at `path` with only the outputs named and the operators they depend on.
+def lean_model(path: Path, outputs: tuple[str, ...] = ()) -> bytes:
+    """The .tflite at `path`, cheaper to load and run, computing the same numbers bit for bit
+    (tests/test_blazepose.py):
 
-    The interpreter runs every operator of a graph whatever outputs are read.
-    The landmark network also decodes a 256x256 segmentation mask the pipeline
-    never reads: without it one run takes ~12 instead of ~16.5 ms here, and
-    the outputs kept are bit for bit the same (tests/test_blazepose.py).
+    - Only the outputs named (all when none) and the operators they depend on. The interpreter
+      runs every operator of a graph whatever outputs are read, and the landmark network also
+      decodes a 256x256 segmentation mask the pipeline never reads: ~12 instead of ~16.5 ms a run.
+    - Sparse weights stored dense. The detector keeps 38 weight tensors sparse behind DENSIFY
+      operators, which LiteRT expands every time it loads the model: 36-47 -> 5-14 ms a load (each
+      worker, the app, every TTA estimator), for a 2.9 -> 7.0 MB file.
     """
     import flatbuffers
     s = tflite_schema()
@@ -96,28 +99,56 @@ def pruned_model(path: Path, outputs: tuple[str, ...]) -> bytes:
     missing = [n for n in outputs if n not in by_name]
     if missing:
         raise UserError(f"{path}: no output named {', '.join(missing)} (has {', '.join(by_name)})")
-    producer = {t: k for k, op in enumerate(g.operators) for t in op.outputs}
-    needed: set[int] = set()
-    stack = [by_name[n] for n in outputs]
-    while stack:                                     # walk back from the outputs kept
-        k = producer.get(stack.pop())
-        if k is not None and k not in needed:
-            needed.add(k)
-            stack.extend(t for t in g.operators[k].inputs if t >= 0)
-    g.operators = [op for k, op in enumerate(g.operators) if k in needed]
-    g.outputs = [by_name[n] for n in outputs]
-    b = flatbuffers.Builder(len(buf) + 4096)
+    if outputs:
+        producer = {t: k for k, op in enumerate(g.operators) for t in op.outputs}
+        needed: set[int] = set()
+        stack = [by_name[n] for n in outputs]
+        while stack:                                     # walk back from the outputs kept
+            k = producer.get(stack.pop())
+            if k is not None and k not in needed:
+                needed.add(k)
+                stack.extend(t for t in g.operators[k].inputs if t >= 0)
+        g.operators = [op for k, op in enumerate(g.operators) if k in needed]
+        g.outputs = [by_name[n] for n in outputs]
+    _fold_densify(model, buf)
+    b = flatbuffers.Builder(2 * len(buf) + 4096)
     b.Finish(model.Pack(b), file_identifier=b"TFL3")
     return bytes(b.Output())
 
 
-def pruned_model_file(path: Path, outputs: tuple[str, ...]) -> Path | None:
-    """pruned_model written once to the user's cache folder (~0.3 s to make: the schema bindings
+def _fold_densify(model, buf: bytes) -> None:
+    """Replace DENSIFY operators on constants by their output, computed once by LiteRT itself (its
+    reference kernels, with every tensor kept readable), so the sparse format is never parsed here."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    s = tflite_schema()
+    g = model.subgraphs[0]
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    dens = [op for op in g.operators if codes[op.opcodeIndex] == s.BuiltinOperator.DENSIFY
+            and g.tensors[op.inputs[0]].buffer > 0 and model.buffers[g.tensors[op.inputs[0]].buffer].data is not None]
+    if not dens:
+        return
+    it = Interpreter(model_content=buf, experimental_preserve_all_tensors=True,
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()
+    it.invoke()                                     # DENSIFY writes its output when it first runs
+    for op in dens:
+        out = s.BufferT()
+        out.data = np.frombuffer(it.get_tensor(op.outputs[0]).tobytes(), np.uint8)
+        model.buffers.append(out)
+        g.tensors[op.outputs[0]].buffer = len(model.buffers) - 1
+    gone = {id(op) for op in dens}
+    g.operators = [op for op in g.operators if id(op) not in gone]
+
+
+def lean_model_file(path: Path, outputs: tuple[str, ...] = ()) -> Path | None:
+    """lean_model written once to the user's cache folder (~0.3 s to make: the schema bindings
     are a 20,000-line module), so a worker loads it as fast as the original file; None when
-    the cache folder is not writable (the caller prunes in memory)."""
+    the cache folder is not writable (the caller makes it in memory)."""
     path = Path(path)
     st = path.stat()
-    key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{','.join(outputs)}".encode()).hexdigest()
+    key = hashlib.sha1(f"lean 2|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{','.join(outputs)}".encode()
+                       ).hexdigest()
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pose-annotator"
     out = root / f"{path.stem}.{key[:16]}.tflite"
     if out.is_file():
@@ -125,7 +156,7 @@ def pruned_model_file(path: Path, outputs: tuple[str, ...]) -> Path | None:
     try:
         root.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(pruned_model(path, tuple(outputs)))
+        tmp.write_bytes(lean_model(path, tuple(outputs)))
         os.replace(tmp, out)                        # whole or absent, even with several workers at once
     except OSError:
         return None

@@ -13,6 +13,7 @@ threads. A dead worker's tasks come back as `WorkerDied` and a fresh worker take
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -26,13 +27,18 @@ class WorkerDied(Exception):
     """The worker process ended while it held this task (exit code or signal in the message)."""
 
 
-def _serve(conn, fn, init, initargs) -> None:
-    """A worker: init once, then answer every task with (True, result) or (False, exception)."""
+def _serve(conn, fn, init, initargs, main_pid: int) -> None:
+    """A worker: init once, then answer every task with (True, result) or (False, exception).
+    It leaves when the main process is gone, even when killed (a forked sibling may hold the
+    main's end of this pipe open, so end-of-file alone is not enough)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl+C is the main process's to handle
     if init is not None:
         init(*initargs)
     while True:
         try:
+            while not conn.poll(1.0):
+                if os.getppid() != main_pid:
+                    return
             task = conn.recv()
         except EOFError:                # the main process is gone
             return
@@ -79,7 +85,8 @@ class Workers:
 
     def _start(self) -> _Slot:
         parent, child = self.ctx.Pipe()
-        proc = self.ctx.Process(target=_serve, args=(child, self.fn, self.init, self.initargs), daemon=True)
+        proc = self.ctx.Process(target=_serve, args=(child, self.fn, self.init, self.initargs, os.getpid()),
+                                daemon=True)
         proc.start()
         child.close()
         return _Slot(proc, parent)

@@ -222,7 +222,7 @@ def test_landmark_model_without_the_mask_head_gives_the_same_outputs(tmp_path, m
     from annotator import mp_models
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     path = mp_models.landmark_path(1)
-    whole = bp._Model(path)
+    whole = bp._Model(path, lean=False)
     pruned = bp._Model(path, outputs=bp.LM_OUTPUTS)
     assert sorted(pruned.out) == sorted(bp.LM_OUTPUTS) and "Identity_2" in whole.out
     assert len(pruned.it._get_ops_details()) < len(whole.it._get_ops_details()) - 30
@@ -241,3 +241,23 @@ def test_landmark_model_without_the_mask_head_gives_the_same_outputs(tmp_path, m
     again = bp._Model(path, outputs=bp.LM_OUTPUTS)
     np.testing.assert_array_equal(again(crop, bp.LM_OUTPUTS)[0], pruned(crop, bp.LM_OUTPUTS)[0])
     assert not cached[0].exists() or cached[0].stat().st_size > 1_000_000
+
+
+def test_detector_with_its_sparse_weights_stored_dense_gives_the_same_outputs(tmp_path, monkeypatch):
+    """The detector's 38 DENSIFY operators (sparse weights LiteRT expands at every load) are run
+    once and replaced by their result: none left, and on a real photo the same numbers, bit for bit."""
+    from annotator import mp_models
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    shipped = bp._Model(mp_models.detector_path(), lean=False)
+    lean = bp._Model(mp_models.detector_path())
+    ops = [o["op_name"] for o in shipped.it._get_ops_details()]
+    assert ops.count("DENSIFY") == 38
+    assert "DENSIFY" not in [o["op_name"] for o in lean.it._get_ops_details()]
+    assert len(lean.it._get_ops_details()) == len(ops) - 38
+    x, _ = bp.detector_input(load_image(GT_DEV / "images" / CLEAR_SINGLE[0]))
+    names = tuple(shipped.out)
+    assert sorted(lean.out) == sorted(names)
+    for a, b in zip(shipped(x, names), lean(x, names)):
+        assert a.size > 1000
+        np.testing.assert_array_equal(a, b)
+    assert len(list((tmp_path / "pose-annotator").glob("pose_detection.*.tflite"))) == 1

@@ -89,6 +89,18 @@ def _done(db) -> dict[int, list[int]]:
         con.close()
 
 
+def _processes_with(arg: str) -> list[int]:
+    """pids of the processes whose command line has `arg` (forked workers keep their parent's)."""
+    pids = []
+    for d in os.listdir("/proc"):
+        try:
+            if d.isdigit() and arg.encode() in open(f"/proc/{d}/cmdline", "rb").read().split(b"\0"):
+                pids.append(int(d))
+        except OSError:
+            pass
+    return pids
+
+
 def test_killed_prefill_resumes_without_redoing_or_duplicating(tmp_path, gt_dev):
     ims = [im for im in gt_dev["images"] if im["source"].startswith("coco")][:24]
     copy_photos(ims, tmp_path / "in")
@@ -108,6 +120,10 @@ def test_killed_prefill_resumes_without_redoing_or_duplicating(tmp_path, gt_dev)
         assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    deadline = time.time() + 15       # its workers notice and leave (each finishes its photo first)
+    while _processes_with(str(tmp_path / "p")) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not _processes_with(str(tmp_path / "p")), "worker processes outlived the killed pre-fill"
     before = _done(db)
     assert 3 <= len(before) < len(ims), "the run should have been killed part-way"
     con = sqlite3.connect(db)
