@@ -85,6 +85,18 @@ def fresh(fn, *args):
     return out
 
 
+def first_run() -> None:
+    """What a user has after the first run, made before any timing (in a child process, so this
+    one stays as small as a command line and the children's peak memory is theirs):
+    - bytecode for our modules. An editable install compiles nothing, and with
+      PYTHONDONTWRITEBYTECODE set (as on this machine) every run would compile the modules
+      pre-fill imports inside the timing; mediapipe's came compiled from its wheel.
+    - the lean model files in the user's cache (mp_models.lean_model)."""
+    compileall.compile_dir(REPO / "annotator", quiet=1)
+    from annotator.blazepose import PoseEstimator
+    PoseEstimator()._lm()
+
+
 def after_start_up(n: int, s: dict) -> float:
     """images/s after the first result (the workers' start-up and first image excluded)."""
     return (n - 1) / max(s["seconds"] - s["startup_seconds"], 1e-9)
@@ -99,13 +111,7 @@ def main() -> None:
     ap.add_argument("--skip-legacy", action="store_true", help="do not measure the legacy engine in the pool")
     ap.add_argument("--skip-tta", action="store_true", help="do not measure the default pre-fill with TTA")
     a = ap.parse_args()
-    # Bytecode for our modules, as a user has after the first run (an editable install compiles
-    # nothing, and with PYTHONDONTWRITEBYTECODE set, as on this machine, every run would compile
-    # the modules pre-fill imports inside the timing; mediapipe's came compiled from its wheel).
-    compileall.compile_dir(REPO / "annotator", quiet=1)
-    # Likewise the lean model files, made once per machine in the user's cache (mp_models.lean_model).
-    from annotator.blazepose import PoseEstimator
-    PoseEstimator()._lm()
+    fresh(first_run)
     files = photos(a.limit)
     n = len(files)
     print(f"{n} photos from {DATA.resolve()}; {a.workers} workers; {os.cpu_count()} CPUs")
