@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ def _serve(conn, fn, init, initargs, main_pid: int) -> None:
         try:
             out = (True, fn(task))
         except Exception as e:          # noqa: BLE001 - the task's outcome, raised in the main process
+            e.add_note("in the worker process:\n" + traceback.format_exc().rstrip())
             out = (False, e)
         try:
             try:

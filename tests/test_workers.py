@@ -56,6 +56,7 @@ def test_every_task_comes_back_once_with_its_result_or_error():
     assert all(out[x] == (True, x * x) for x in range(20) if x != 5)
     ok, err = out[5]
     assert not ok and isinstance(err, ValueError) and str(err) == "bad task 5"
+    assert "in square_unless_5" in err.__notes__[0]         # where it happened, for a bug report
 
 
 def test_a_worker_that_dies_loses_only_its_task_and_is_replaced(tmp_path):
