@@ -53,7 +53,7 @@ SIGNALS: dict[str, str] = {
     "person_score": "1 - the person's detection score",
     "small": "the person is small in pixels (log of 100 px over its size)",
     "joint_prior": "how often this joint needs fixing (learned base rate)",
-    "tta": "mean distance to the predictions on mirrored/rescaled/rotated/shifted crops and zoomed part crops",
+    "tta": "mean distance to the predictions on mirrored/rescaled/shifted crops and zoomed part crops",
     "tta_max": "largest distance to a transformed-crop prediction",
     "flip": "distance to the mirrored-crop prediction (left/right swapped back)",
     "swap": "mirrored-crop prediction matches the swapped labels better (per left/right pair)",
@@ -80,18 +80,20 @@ PRIOR_SIGNALS = ("temporal", "prev_round")
 
 KV_CALIBRATION = "suspicion.calibration"
 KV_SIGNALS = "suspicion.signals:"      # + person id: stored TTA features
-TTA_VERSION = 5                        # bump when TTA features change: older records count as missing
+TTA_VERSION = 6                        # bump when TTA features change: older records count as missing
 
 # Transformed crops for TTA: (name, mirrored, scale factor, rotation in degrees[, shift x, shift y]),
 # shifts as fractions of the crop side along the crop's own axes. The four 8% shifts rank the
 # needs-fixing points better on both halves of pose-gt-dev (AUC 0.882 -> 0.894 and 0.889 -> 0.908;
-# notes/close_issue4.md) for 4 more landmark runs per person.
+# notes/close_issue4.md) for 4 more landmark runs per person. No rotated crops: MediaPipe turns
+# every ROI upright, so a crop turned by +-15 degrees measures how the network copes with a tilt
+# it never sees, not how sure it is of a point; dropping the two makes the mean rank better on
+# both halves and in 5-fold cross-validation, with 2 landmark runs fewer a person
+# (notes/close_issue4_s10.md). tta_predictions still takes rotations for callers that want them.
 TTA_VARIANTS: tuple[tuple, ...] = (
     ("flip", True, 1.0, 0.0),
     ("scale_up", False, 1.2, 0.0),
     ("scale_down", False, 0.85, 0.0),
-    ("rot_plus", False, 1.0, 15.0),
-    ("rot_minus", False, 1.0, -15.0),
     ("shift_right", False, 1.0, 0.0, 0.08, 0.0),
     ("shift_left", False, 1.0, 0.0, -0.08, 0.0),
     ("shift_down", False, 1.0, 0.0, 0.0, 0.08),
@@ -100,10 +102,10 @@ TTA_VARIANTS: tuple[tuple, ...] = (
 # Zoomed part crops: the landmark model on a crop PART_SCALE x the ROI's side, centred on one part's
 # points (legs and feet; the rest of the body), each part's points read from its own crop and merged
 # into one more variant, "parts". A closer, differently framed view is more independent of the
-# original run than a whole-body transform: added to the nine above it ranks the needs-fixing
-# points better on both halves of pose-gt-dev and in 5-fold cross-validation (recall@20% 0.700 ->
-# 0.717 held-out, 0.659 -> 0.682 swapped, 0.647 -> 0.672 5-fold; notes/close_issue4_s9.md) for 2
-# more landmark runs per person.
+# original run than a whole-body transform: added to the nine crops of then (the seven above and
+# two rotations) it ranked the needs-fixing points better on both halves of pose-gt-dev and in
+# 5-fold cross-validation (recall@20% 0.700 -> 0.717 held-out, 0.659 -> 0.682 swapped, 0.647 ->
+# 0.672 5-fold; notes/close_issue4_s9.md) for 2 more landmark runs per person.
 PART_SCALE = 0.8
 PARTS: tuple[tuple[int, ...], ...] = (tuple(range(0, 23)), tuple(range(23, sk.N)))
 
@@ -258,6 +260,23 @@ def torso_area(xy: np.ndarray) -> float:
     0.615 against 0.614 / 0.585 with the box; notes/close_issue4.md).
     """
     return (2.2 * torso_length(np.asarray(xy, float))) ** 2
+
+
+def tta_area(xy: np.ndarray, width: int, height: int) -> float:
+    """The OKS scale the re-run distances are measured in: the geometric mean of the torso's
+    (torso_area) and of the box of the points inside the image (person_area, clipped to it).
+
+    Ground truth judges a point against the person's *visible* segment area: a person cut by the
+    image border or half hidden gets a small area, so a few pixels are already too many. The
+    torso alone misses that; the box alone moves with the very points being judged. The clipped
+    box follows pose-gt-dev's areas closer (log-ratio sd 0.53 against the torso's 0.66), and the
+    mean of the two ranks the needs-fixing points better than the torso alone on the swapped half
+    and in 5-fold cross-validation, the same on the held-out half (notes/close_issue4_s10.md).
+    """
+    xy = np.asarray(xy, np.float64)[:sk.N]
+    inside = (xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < height)
+    box = person_area(np.clip(xy, 0.0, [float(width), float(height)]), inside if inside.sum() >= 3 else None)
+    return math.sqrt(torso_area(xy) * box)
 
 
 def tta_features(xy: np.ndarray, variants: dict[str, np.ndarray], heat: np.ndarray | None = None,
@@ -469,7 +488,8 @@ def person_tta_features(estimator, rgb: np.ndarray, xy: np.ndarray, roi: tuple |
     variants = tta_predictions(estimator, rgb, roi, mirrored_rgb=mirrored_rgb)
     variants.update(part_predictions(estimator, rgb, roi, xy))
     hs = heat_stats(estimator, rgb, roi, xy, hm=hm)
-    return tta_features(xy, variants, None if hs is None else hs[0], heat_spread_px=None if hs is None else hs[1])
+    return tta_features(xy, variants, None if hs is None else hs[0], area=tta_area(xy, rgb.shape[1], rgb.shape[0]),
+                        heat_spread_px=None if hs is None else hs[1])
 
 
 def save_tta(store, person_id: int, xy: np.ndarray, feats: dict[str, np.ndarray]) -> None:
@@ -914,7 +934,7 @@ def signal_figures(rows: list[dict], names: Iterable[str], fractions=(0.1, 0.2, 
 
 def tta_for_poses(estimator, rgb: np.ndarray, poses: list) -> list[dict[str, np.ndarray]]:
     """In a pre-fill worker, right after predict(): every found person's TTA features, on the
-    ROI the engine used (pose.roi), while the image is decoded anyway (11 landmark runs a person;
+    ROI the engine used (pose.roi), while the image is decoded anyway (9 landmark runs a person;
     the heatmap of predict()'s own run on that ROI is reused when the estimator kept it)."""
     mirrored = np.ascontiguousarray(rgb[:, ::-1])
     heat = getattr(estimator, "heatmap_of", lambda pose: None)

@@ -17,15 +17,15 @@ MODEL = json.loads(r'''
    "tta"
   ],
   "mean": [
-   0.27057
+   0.33315
   ],
   "std": [
-   0.287481
+   0.33438
   ],
   "coef": [
-   1.536154
+   1.804174
   ],
-  "intercept": -2.274837,
+  "intercept": -2.400326,
   "meta": {
    "trained_on": {
     "gt": "annotations.json",
@@ -58,7 +58,7 @@ MODEL = json.loads(r'''
     ]
    },
    "n_points": 321,
-   "fitted_at": "2026-11-29 14:01:10",
+   "fitted_at": "2026-11-29 16:17:13",
    "which": "with TTA"
   }
  },
@@ -109,7 +109,7 @@ MODEL = json.loads(r'''
     ]
    },
    "n_points": 321,
-   "fitted_at": "2026-11-29 14:01:10",
+   "fitted_at": "2026-11-29 16:17:13",
    "which": "without TTA"
   }
  },
@@ -275,7 +275,7 @@ MODEL = json.loads(r'''
    ]
   },
   "n_points": 321,
-  "fitted_at": "2026-11-29 14:01:10"
+  "fitted_at": "2026-11-29 16:17:13"
  }
 }
 ''')
