@@ -80,19 +80,21 @@ PRIOR_SIGNALS = ("temporal", "prev_round")
 
 KV_CALIBRATION = "suspicion.calibration"
 KV_SIGNALS = "suspicion.signals:"      # + person id: stored TTA features
-TTA_VERSION = 6                        # bump when TTA features change: older records count as missing
+TTA_VERSION = 7                        # bump when TTA features change: older records count as missing
 
 # Transformed crops for TTA: (name, mirrored, scale factor, rotation in degrees[, shift x, shift y]),
 # shifts as fractions of the crop side along the crop's own axes. The four 8% shifts rank the
 # needs-fixing points better on both halves of pose-gt-dev (AUC 0.882 -> 0.894 and 0.889 -> 0.908;
-# notes/close_issue4.md) for 4 more landmark runs per person. No rotated crops: MediaPipe turns
-# every ROI upright, so a crop turned by +-15 degrees measures how the network copes with a tilt
-# it never sees, not how sure it is of a point; dropping the two makes the mean rank better on
-# both halves and in 5-fold cross-validation, with 2 landmark runs fewer a person
-# (notes/close_issue4_s10.md). tta_predictions still takes rotations for callers that want them.
+# notes/close_issue4.md) for 4 more landmark runs per person. No rotated crops and no zoomed-out
+# crop: MediaPipe turns every ROI upright and frames the person at one size, so a crop turned by
+# +-15 degrees or holding the person at 1/1.2 of that size measures how the network copes with a
+# view it never sees, not how sure it is of a point. Without the rotations the mean ranks the
+# needs-fixing points better on both halves of pose-gt-dev and in 5-fold cross-validation; without
+# the 1.2x crop too, better again (a nested backward elimination drops it in 5 of 5 folds' first
+# step): 3 landmark runs fewer a person (notes/close_issue4_s10.md). tta_predictions still takes
+# any transform for callers that want them.
 TTA_VARIANTS: tuple[tuple, ...] = (
     ("flip", True, 1.0, 0.0),
-    ("scale_up", False, 1.2, 0.0),
     ("scale_down", False, 0.85, 0.0),
     ("shift_right", False, 1.0, 0.0, 0.08, 0.0),
     ("shift_left", False, 1.0, 0.0, -0.08, 0.0),
@@ -102,8 +104,8 @@ TTA_VARIANTS: tuple[tuple, ...] = (
 # Zoomed part crops: the landmark model on a crop PART_SCALE x the ROI's side, centred on one part's
 # points (legs and feet; the rest of the body), each part's points read from its own crop and merged
 # into one more variant, "parts". A closer, differently framed view is more independent of the
-# original run than a whole-body transform: added to the nine crops of then (the seven above and
-# two rotations) it ranked the needs-fixing points better on both halves of pose-gt-dev and in
+# original run than a whole-body transform: added to the nine crops of then (the six above, a 1.2x
+# crop and two rotations) it ranked the needs-fixing points better on both halves of pose-gt-dev and in
 # 5-fold cross-validation (recall@20% 0.700 -> 0.717 held-out, 0.659 -> 0.682 swapped, 0.647 ->
 # 0.672 5-fold; notes/close_issue4_s9.md) for 2 more landmark runs per person.
 PART_SCALE = 0.8
@@ -934,7 +936,7 @@ def signal_figures(rows: list[dict], names: Iterable[str], fractions=(0.1, 0.2, 
 
 def tta_for_poses(estimator, rgb: np.ndarray, poses: list) -> list[dict[str, np.ndarray]]:
     """In a pre-fill worker, right after predict(): every found person's TTA features, on the
-    ROI the engine used (pose.roi), while the image is decoded anyway (9 landmark runs a person;
+    ROI the engine used (pose.roi), while the image is decoded anyway (8 landmark runs a person;
     the heatmap of predict()'s own run on that ROI is reused when the estimator kept it)."""
     mirrored = np.ascontiguousarray(rgb[:, ::-1])
     heat = getattr(estimator, "heatmap_of", lambda pose: None)

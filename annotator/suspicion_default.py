@@ -17,15 +17,15 @@ MODEL = json.loads(r'''
    "tta"
   ],
   "mean": [
-   0.33315
+   0.32524
   ],
   "std": [
-   0.33438
+   0.34231
   ],
   "coef": [
-   1.804174
+   1.840365
   ],
-  "intercept": -2.400326,
+  "intercept": -2.358541,
   "meta": {
    "trained_on": {
     "gt": "annotations.json",
@@ -58,7 +58,7 @@ MODEL = json.loads(r'''
     ]
    },
    "n_points": 321,
-   "fitted_at": "2026-11-29 16:17:13",
+   "fitted_at": "2026-11-29 16:44:31",
    "which": "with TTA"
   }
  },
@@ -109,7 +109,7 @@ MODEL = json.loads(r'''
     ]
    },
    "n_points": 321,
-   "fitted_at": "2026-11-29 16:17:13",
+   "fitted_at": "2026-11-29 16:44:31",
    "which": "without TTA"
   }
  },
@@ -275,7 +275,7 @@ MODEL = json.loads(r'''
    ]
   },
   "n_points": 321,
-  "fitted_at": "2026-11-29 16:17:13"
+  "fitted_at": "2026-11-29 16:44:31"
  }
 }
 ''')
