@@ -90,9 +90,9 @@ TTA_VERSION = 7                        # bump when TTA features change: older re
 # +-15 degrees or holding the person at 1/1.2 of that size measures how the network copes with a
 # view it never sees, not how sure it is of a point. Without the rotations the mean ranks the
 # needs-fixing points better on both halves of pose-gt-dev and in 5-fold cross-validation; without
-# the 1.2x crop too, better again (a nested backward elimination drops it in 5 of 5 folds' first
-# step): 3 landmark runs fewer a person (notes/close_issue4_s10.md). tta_predictions still takes
-# any transform for callers that want them.
+# the 1.2x crop too, better again (a nested backward elimination over 5 x 5 folds drops it first
+# in 20 of 25): 3 landmark runs fewer a person (notes/close_issue4_s10.md). tta_predictions still
+# takes any transform for callers that want them.
 TTA_VARIANTS: tuple[tuple, ...] = (
     ("flip", True, 1.0, 0.0),
     ("scale_down", False, 0.85, 0.0),
