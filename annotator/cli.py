@@ -48,7 +48,8 @@ def cmd_prefill(a) -> int:
 
 def cmd_status(a) -> int:
     with _open(a.project) as proj:
-        c = proj.store.counts()
+        from .suspicion import tta_coverage
+        c = {**proj.store.counts(), **tta_coverage(proj.store)}
         if a.json:
             print(json.dumps({**c, "failures": proj.store.failures()}, indent=1))
             return 0
@@ -59,6 +60,9 @@ def cmd_status(a) -> int:
               f" verified {c.get('review_verified', 0)}")
         print(f"  people: {c['persons']} ({c['persons_fully_verified']} fully verified)")
         print(f"  points: {c['points_verified']} verified, {c['points_predicted']} predicted")
+        if c["tta_older"]:
+            print(f"  review signals: {c['tta_older']} people have re-run features from an older version and are"
+                  f" scored without them; `pose-annotator suspicion {a.project} --tta` recomputes them")
         for name, err in proj.store.failures():
             print(f"  failed: {err}")
     return 0

@@ -505,6 +505,18 @@ def save_tta(store, person_id: int, xy: np.ndarray, feats: dict[str, np.ndarray]
     store.set_kv(KV_SIGNALS + str(int(person_id)), d)
 
 
+def tta_coverage(store) -> dict[str, int]:
+    """People by the state of their stored re-run features: `tta_current`, `tta_older` (made by an
+    earlier TTA_VERSION: those people are scored without them until `suspicion --tta` recomputes
+    them), `tta_none` (pre-filled with --no-tta, imported, drawn by hand)."""
+    out = {"tta_current": 0, "tta_older": 0, "tta_none": 0}
+    for v, n in store.db.execute(
+            "SELECT json_extract(k.value, '$.v'), count(*) FROM persons q LEFT JOIN kv k ON k.key = ? || q.id"
+            " WHERE q.deleted = 0 GROUP BY 1", (KV_SIGNALS,)):
+        out["tta_none" if v is None else "tta_current" if v == TTA_VERSION else "tta_older"] += n
+    return out
+
+
 def load_tta(store, person_id: int, xy: np.ndarray, verified: np.ndarray | None = None) -> dict[str, np.ndarray] | None:
     """Stored TTA features, or None when missing or stale.
 

@@ -106,3 +106,32 @@ def test_bad_input_is_one_line(tiny, tmp_path):
     assert_one_line_error(rc, err, "m.json", "not a suspicion model")
     rc, _, err = run("evaluate", tmp_path, "--gt", d / "gt.json")
     assert_one_line_error(rc, err, "not a project")
+
+
+def test_status_says_which_people_have_re_run_features_from_an_older_version(tiny, tmp_path):
+    """A project pre-filled before the re-run crops changed is scored without them until
+    `suspicion --tta`: status counts those people and names the command; after it, none are left."""
+    import shutil
+    import sqlite3
+    d, _ = tiny
+    shutil.copytree(d / "p", tmp_path / "p")
+    rc, out, err = run("status", tmp_path / "p", "--json")
+    assert rc == 0, err
+    before = json.loads(out)
+    assert before["tta_current"] == before["persons"] >= 3 and before["tta_older"] == 0
+    rc, out, _ = run("status", tmp_path / "p")
+    assert "older version" not in out
+    con = sqlite3.connect(tmp_path / "p" / "project.db")
+    with con:
+        n = con.execute("UPDATE kv SET value = json_set(value, '$.v', 1) WHERE key IN (SELECT key FROM kv"
+                        " WHERE key LIKE 'suspicion.signals:%' LIMIT 2)").rowcount
+    con.close()
+    assert n == 2
+    rc, out, err = run("status", tmp_path / "p")
+    assert rc == 0, err
+    assert "review signals: 2 people have re-run features from an older version" in out
+    assert f"pose-annotator suspicion {tmp_path / 'p'} --tta" in out
+    rc, _, err = run("suspicion", tmp_path / "p", "--tta", "--quiet")
+    assert rc == 0, err
+    after = json.loads(run("status", tmp_path / "p", "--json")[1])
+    assert after["tta_older"] == 0 and after["tta_current"] == before["tta_current"]
