@@ -28,6 +28,7 @@ from .errors import UserError
 from .model import OCCLUDED, VISIBLE, Person
 from .project import Project
 from .workers import WorkerDied, Workers
+from .workers import results as workers_results
 
 VIDEO_CHUNK = 32
 SCORE_BATCH = 32        # photos scored for the review queue together, during the run
@@ -174,19 +175,9 @@ def _start_method() -> str:
     return "fork"
 
 
-def _outcomes(done):
-    """Workers.run's (task, ok, result) -> _run_task's result lists. A task whose worker died (a
-    crash in native code) marks its images failed, naming the file; other errors stop the run."""
-    try:
-        for task, ok, res in done:
-            if ok:
-                yield res
-            elif isinstance(res, WorkerDied):
-                yield [(i, None, None, f"{task.path}: {res}", None) for i, _, _, _ in task.items]
-            else:
-                raise res
-    except WorkerDied as e:
-        raise UserError(f"pre-fill stopped: {e}") from None
+def _lost(task: Task, err: WorkerDied) -> list:
+    """The images of a task whose worker died (a crash in native code): failed, naming the file."""
+    return [(i, None, None, f"{task.path}: {err}", None) for i, _, _, _ in task.items]
 
 
 def plan(project: Project, force: bool = False, limit: int | None = None) -> list[Task]:
@@ -288,7 +279,7 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
         else:       # the workers before the progress bar: its monitor thread would make fork unsafe
             pool = Workers(workers, _run_task, _init_worker, (kwargs, landmark_model, tta),
                            mp.get_context(_start_method()))
-            results = _outcomes(pool.run(tasks))
+            results = workers_results(pool.run(tasks), _lost, "pre-fill")
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=total, unit="img", desc="pre-fill", smoothing=0.1)

@@ -193,7 +193,8 @@ def cmd_suspicion(a) -> int:
             from tqdm import tqdm
             n = len(suspicion._image_ids(st, None))
             with tqdm(total=n, unit="img", desc="TTA", disable=a.quiet) as bar:
-                s = suspicion.compute_tta(proj, progress=bar.update)
+                workers = a.workers or int(proj.settings["prefill"].get("workers", 2))
+                s = suspicion.compute_tta(proj, progress=bar.update, workers=workers)
             print(f"TTA: {s['people']} people in {s['seconds']:.1f}s")
         if a.calibrate:
             if a.gt:
@@ -248,6 +249,7 @@ def register(sub) -> None:
     p = sub.add_parser("suspicion", help="recompute suspicion scores (optionally TTA signals, calibration)")
     p.add_argument("project")
     p.add_argument("--tta", action="store_true", help="run the transformed-crop predictions where missing (slow)")
+    p.add_argument("--workers", type=int, help="processes for --tta (default: project.toml prefill.workers)")
     p.add_argument("--calibrate", action="store_true",
                    help="fit the combination on the project's verified points, or on --gt (implies --tta)")
     p.add_argument("--gt", help="ground truth to calibrate on instead of the verified points")

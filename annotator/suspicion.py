@@ -728,33 +728,101 @@ class Rescore:
         return update_suspicion(self.project, images)
 
 
-def compute_tta(project, image_ids: Iterable[int] | None = None, estimator=None, force: bool = False,
-                progress=None) -> dict:
-    """Run the TTA predictions for people that lack current ones; store their features."""
+@dataclass
+class TtaJob:
+    """The people of one image whose re-run features are to be made (suspicion --tta)."""
+    image_id: int
+    path: str
+    frame_index: int | None            # None: a photo
+    people: list[tuple[int, np.ndarray]]   # (person id, points)
+
+
+def run_tta_job(estimator, job: TtaJob, videos: dict) -> tuple[int, list | None]:
+    """(image id, [(person id, points, features)]), or None for the people when the image no
+    longer reads (it is skipped, as before). `videos` caches open video readers by path."""
+    from pathlib import Path
+
+    from . import media
     from .errors import UserError
+    try:
+        if job.frame_index is None:
+            rgb = media.load_image(Path(job.path))
+        else:
+            if job.path not in videos:
+                for old in videos.values():
+                    old.close()
+                videos.clear()
+                videos[job.path] = media.VideoReader(Path(job.path))
+            rgb = videos[job.path].read(job.frame_index)
+    except UserError:
+        return job.image_id, None
+    mirrored = np.ascontiguousarray(rgb[:, ::-1])
+    return job.image_id, [(pid, xy, person_tta_features(estimator, rgb, xy, mirrored_rgb=mirrored))
+                          for pid, xy in job.people]
+
+
+_WORKER_VIDEOS: dict = {}
+
+
+def _tta_task(job: TtaJob):
+    """run_tta_job in a pre-fill worker process, with the estimator prefill._init_worker made."""
+    from . import prefill
+    if prefill._INIT_ERROR is not None:
+        raise prefill._INIT_ERROR
+    return run_tta_job(prefill._EST, job, _WORKER_VIDEOS)
+
+
+def compute_tta(project, image_ids: Iterable[int] | None = None, estimator=None, force: bool = False,
+                progress=None, workers: int = 1) -> dict:
+    """Run the TTA predictions for people that lack current ones; store their features.
+
+    workers > 1 (and no estimator given): in that many processes, as pre-fill does, since
+    after a change of the re-run crops every person of a project needs them again.
+    """
     store = project.store
     ids = _image_ids(store, image_ids)
     t0 = time.perf_counter()
-    done = 0
+    jobs = []
     for iid in ids:
         frame = store.load_frame(iid)
         todo = [p for p in frame.persons if p.id is not None and not p.fully_verified
                 and (force or load_tta(store, p.id, p.xy, p.verified) is None)]
         if todo:
-            if estimator is None:
+            row = store.image(iid)
+            jobs.append(TtaJob(iid, str(project.source_path(row)), row.frame_index if row.kind == "video" else None,
+                               [(p.id, p.xy) for p in todo]))
+        elif progress:
+            progress(1)
+    done = 0
+    pool = None
+    try:
+        if estimator is None and workers > 1 and len(jobs) > 1:
+            import multiprocessing as mp
+
+            from .prefill import _init_worker, _start_method, estimator_settings
+            from .workers import Workers
+            from .workers import results as workers_results
+            pool = Workers(workers, _tta_task, _init_worker, (estimator_settings(project.settings), None, False),
+                           mp.get_context(_start_method()))
+            # an image whose worker died is skipped, like one that no longer reads
+            results = workers_results(pool.run(jobs), lambda job, err: (job.image_id, None), "suspicion --tta")
+        else:
+            if estimator is None and jobs:
                 from .prefill import estimator_settings, make_estimator
                 estimator = make_estimator(estimator_settings(project.settings))
-            try:
-                rgb = project.load_rgb(iid)
-            except UserError:
-                continue
-            mirrored = np.ascontiguousarray(rgb[:, ::-1])
-            with store.tx():
-                for p in todo:
-                    save_tta(store, p.id, p.xy, person_tta_features(estimator, rgb, p.xy, mirrored_rgb=mirrored))
-                    done += 1
-        if progress:
-            progress(1)
+            videos: dict = {}
+            results = (run_tta_job(estimator, job, videos) for job in jobs)
+        for _, people in results:
+            if people:
+                with store.tx():
+                    for pid, xy, feats in people:
+                        save_tta(store, pid, xy, feats)
+                done += len(people)
+            if progress:
+                progress(1)
+    finally:
+        if pool is not None:
+            pool.close()
     return {"images": len(ids), "people": done, "seconds": time.perf_counter() - t0}
 
 

@@ -170,3 +170,21 @@ class Workers:
                 s.proc.join()
             s.conn.close()
         self.slots = []
+
+
+def results(done: Iterator[tuple[object, bool, object]], lost: Callable[[object, WorkerDied], object],
+            what: str) -> Iterator:
+    """run()'s outcomes as the callers use them: a task's result; `lost(task, error)` for a task
+    whose worker died (e.g. its image is recorded failed); a task's exception raised here; workers
+    that keep dying stop `what` with one line."""
+    from .errors import UserError
+    try:
+        for task, ok, res in done:
+            if ok:
+                yield res
+            elif isinstance(res, WorkerDied):
+                yield lost(task, res)
+            else:
+                raise res
+    except WorkerDied as e:
+        raise UserError(f"{what} stopped: {e}") from None

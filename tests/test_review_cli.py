@@ -135,3 +135,46 @@ def test_status_says_which_people_have_re_run_features_from_an_older_version(tin
     assert rc == 0, err
     after = json.loads(run("status", tmp_path / "p", "--json")[1])
     assert after["tta_older"] == 0 and after["tta_current"] == before["tta_current"]
+
+
+def test_tta_on_two_processes_stores_what_one_process_does(tmp_path):
+    """`suspicion --tta` runs the re-runs in worker processes (after a change of the crops every
+    person needs them again): photos and video frames get the same features, person by person,
+    as the one-process path, and an image that no longer reads is skipped, not fatal."""
+    import sqlite3
+
+    from annotator import suspicion
+    from annotator.project import Project
+
+    from .conftest import MEDIA
+    src = tmp_path / "in"
+    src.mkdir()
+    for n in TINY[:3]:
+        (src / n.replace("/", "_")).write_bytes((GT_DEV / "images" / n).read_bytes())
+    (src / "gone.jpg").write_bytes((GT_DEV / "images" / TINY[0]).read_bytes())
+    Project.create(tmp_path / "p", [src, MEDIA / "videos" / "mmpose_demo.mp4"], stride=60)[0].close()
+    rc, _, err = run("prefill", tmp_path / "p", "--no-tta", "--quiet")
+    assert rc == 0, err
+    (src / "gone.jpg").write_bytes(b"\xff\xd8\xff not any more")
+
+    def stored():
+        con = sqlite3.connect(tmp_path / "p" / "project.db")
+        try:
+            return dict(con.execute("SELECT key, value FROM kv WHERE key LIKE 'suspicion.signals:%'").fetchall())
+        finally:
+            con.close()
+    assert stored() == {}
+    rc, out, err = run("suspicion", tmp_path / "p", "--tta", "--workers", "2", "--quiet")
+    assert rc == 0, err
+    two = stored()
+    with Project.open(tmp_path / "p") as proj:
+        people = {pid: img for pid, img in proj.store.db.execute(
+            "SELECT q.id, CASE WHEN i.frame_index IS NULL THEN 'image' ELSE 'video' END FROM persons q"
+            " JOIN images i ON i.id = q.image_id WHERE q.deleted = 0")}
+        gone = {q for (q,) in proj.store.db.execute(
+            "SELECT q.id FROM persons q JOIN images i ON i.id = q.image_id WHERE i.file_name LIKE '%gone.jpg'")}
+        assert gone and "video" in people.values() and "image" in people.values()
+        assert {int(k.split(":")[1]) for k in two} == set(people) - gone
+        s = suspicion.compute_tta(proj, force=True, workers=1)
+    assert s["people"] == len(two)
+    assert stored() == two
