@@ -39,7 +39,8 @@ def cmd_prefill(a) -> int:
         if not a.quiet:
             print(f"landmark model: {note}")
         s = prefill(proj, workers=a.workers, force=a.force, limit=a.limit, landmark_model=landmark_model,
-                    model_name=model_name, progress=not a.quiet, tta=False if a.no_tta else None)
+                    model_name=model_name, progress=not a.quiet, tta=False if a.no_tta else None,
+                    retry_failed=a.retry_failed)
         rate = s["done"] / s["seconds"] if s["seconds"] else 0.0
         print(f"pre-filled {s['done']} images ({s['people']} people), {s['failed']} failed,"
               f" {s['seconds']:.1f}s ({rate:.1f} images/s)")
@@ -134,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project")
     p.add_argument("--workers", type=int, help="processes (default: project.toml, 2)")
     p.add_argument("--force", action="store_true", help="redo images already pre-filled (never verified ones)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="also try the images that failed before (e.g. a file fixed since, a worker that crashed)")
     p.add_argument("--limit", type=int)
     p.add_argument("--model", default="auto",
                    help="'auto' (the latest accepted distillation round, else MediaPipe), 'mediapipe', 'latest' or 'round-K'")

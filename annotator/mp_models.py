@@ -7,6 +7,7 @@ models from the internet on first use, which this project does not allow.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -153,11 +154,13 @@ def lean_model_file(path: Path, outputs: tuple[str, ...] = ()) -> Path | None:
     out = root / f"{path.stem}.{key[:16]}.tflite"
     if out.is_file():
         return out
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
     try:
         root.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(lean_model(path, tuple(outputs)))
         os.replace(tmp, out)                        # whole or absent, even with several workers at once
     except OSError:
+        with contextlib.suppress(OSError):          # a full disk leaves no half file behind
+            tmp.unlink(missing_ok=True)
         return None
     return out

@@ -176,13 +176,20 @@ def _start_method() -> str:
 
 
 def _lost(task: Task, err: WorkerDied) -> list:
-    """The images of a task whose worker died (a crash in native code): failed, naming the file."""
-    return [(i, None, None, f"{task.path}: {err}", None) for i, _, _, _ in task.items]
+    """The images of a task whose worker died (a crash in native code, the OOM killer): failed,
+    naming the file (for video, every frame of the run: which one did it is not known).
+    `prefill --retry-failed` tries them again."""
+    if task.kind == "image":
+        where = task.path
+    else:
+        where = f"{task.path} (frames {task.items[0][1]}-{task.items[-1][1]}, one of them)"
+    return [(i, None, None, f"{where}: {err}", None) for i, _, _, _ in task.items]
 
 
-def plan(project: Project, force: bool = False, limit: int | None = None) -> list[Task]:
+def plan(project: Project, force: bool = False, limit: int | None = None, retry_failed: bool = False) -> list[Task]:
     st = project.store
-    where = "i.status IN ('pending')" if not force else "i.status IN ('pending', 'done', 'failed')"
+    statuses = ("pending", "done", "failed") if force else ("pending", "failed") if retry_failed else ("pending",)
+    where = f"i.status IN ({', '.join(repr(x) for x in statuses)})"
     where += (" AND NOT EXISTS (SELECT 1 FROM persons q JOIN points p ON p.person_id=q.id"
               " WHERE q.image_id=i.id AND q.deleted=0 AND p.verified=1)")
     rows = st.images(where)
@@ -204,7 +211,7 @@ def plan(project: Project, force: bool = False, limit: int | None = None) -> lis
 
 def prefill(project: Project, workers: int | None = None, force: bool = False, limit: int | None = None,
             landmark_model: str | None = None, model_name: str | None = None, progress: bool = True,
-            tta: bool | None = None) -> dict:
+            tta: bool | None = None, retry_failed: bool = False) -> dict:
     """Pre-fill pending images, then score their suspicion; returns counts. Safe to interrupt and rerun.
 
     tta: also compute the re-run suspicion signals (default: project.toml prefill.tta).
@@ -215,7 +222,7 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
     workers = int(workers or project.settings["prefill"].get("workers", 2))
     from .mp_models import check_complexity
     check_complexity(kwargs["model_complexity"])       # before any worker starts: one clear line
-    tasks = plan(project, force, limit)
+    tasks = plan(project, force, limit, retry_failed)
     total = sum(len(t.items) for t in tasks)
     summary = {"images": total, "done": 0, "failed": 0, "people": 0, "seconds": 0.0, "tta": bool(tta),
                "suspicion_seconds": 0.0, "startup_seconds": 0.0}
@@ -282,6 +289,7 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
             results = workers_results(pool.run(tasks), _lost, "pre-fill")
         if progress:
             from tqdm import tqdm
+            tqdm.monitor_interval = 0       # no monitor thread: a replacement worker may still fork
             bar = tqdm(total=total, unit="img", desc="pre-fill", smoothing=0.1)
         for res in results:
             consume(res)

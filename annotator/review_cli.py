@@ -191,6 +191,7 @@ def cmd_suspicion(a) -> int:
             print(f"using the suspicion model from {a.import_model}")
         if a.tta or a.calibrate:
             from tqdm import tqdm
+            tqdm.monitor_interval = 0       # no monitor thread, so the workers below may fork
             n = len(suspicion._image_ids(st, None))
             with tqdm(total=n, unit="img", desc="TTA", disable=a.quiet) as bar:
                 workers = a.workers or int(proj.settings["prefill"].get("workers", 2))

@@ -506,9 +506,11 @@ def save_tta(store, person_id: int, xy: np.ndarray, feats: dict[str, np.ndarray]
 
 
 def tta_coverage(store) -> dict[str, int]:
-    """People by the state of their stored re-run features: `tta_current`, `tta_older` (made by an
-    earlier TTA_VERSION: those people are scored without them until `suspicion --tta` recomputes
-    them), `tta_none` (pre-filled with --no-tta, imported, drawn by hand)."""
+    """People by the version of their stored re-run features: `tta_current`, `tta_older` (made by
+    an earlier TTA_VERSION: those people are scored without them until `suspicion --tta`
+    recomputes them), `tta_none` (pre-filled with --no-tta, imported, drawn by hand). Current
+    features whose points have moved since are not used either (load_tta); `suspicion --tta`
+    remakes those too, and they are not counted apart here."""
     out = {"tta_current": 0, "tta_older": 0, "tta_none": 0}
     for v, n in store.db.execute(
             "SELECT json_extract(k.value, '$.v'), count(*) FROM persons q LEFT JOIN kv k ON k.key = ? || q.id"

@@ -8,12 +8,16 @@ Why not multiprocessing.Pool:
   result never comes: the pre-fill would wait forever.
 
 Here the main thread itself waits on the workers' pipes and exit sentinels. There are no helper
-threads. A dead worker's tasks come back as `WorkerDied` and a fresh worker takes its place.
+threads. A dead worker's task comes back as `WorkerDied` and a fresh worker takes its place.
+Tasks must be small (a few KB: the main process sends the next one while a worker may be sending
+a large result); results may be any size.
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
+import pickle
 import signal
 import traceback
 from collections import deque
@@ -22,43 +26,66 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 
 MAX_DEATHS_IN_A_ROW = 3     # workers that die before finishing anything: the cause is not one bad input
+READY = "ready"             # a worker's first message: its initializer is done, what dies after is a task's
 
 
 class WorkerDied(Exception):
     """The worker process ended while it held this task (exit code or signal in the message)."""
 
 
-def _serve(conn, fn, init, initargs, main_pid: int) -> None:
-    """A worker: init once, then answer every task with (True, result) or (False, exception).
-    It leaves when the main process is gone, even when killed (a forked sibling may hold the
-    main's end of this pipe open, so end-of-file alone is not enough)."""
+def _die_with(main_pid: int | None) -> None:
+    """Linux: the kernel kills this worker when the main process dies, even mid-send of a large
+    result. (The signal comes when the thread that started the worker ends: start workers from
+    the main thread, or from a thread that outlives them.)"""
+    if main_pid is None:
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)      # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != main_pid:        # it died before the call
+        os._exit(0)
+
+
+def _portable(e: Exception) -> Exception:
+    """The exception as the main process will get it: one that does not survive pickling (a lock
+    inside, an __init__ with other arguments) becomes a RuntimeError with its text and notes."""
+    try:
+        pickle.loads(pickle.dumps(e))
+        return e
+    except Exception:                   # noqa: BLE001 - any failure to round-trip
+        out = RuntimeError(f"{type(e).__name__}: {e}")
+        for note in getattr(e, "__notes__", ()):
+            out.add_note(note)
+        return out
+
+
+def _serve(conn, fn, init, initargs, main_pid: int | None, inherited=()) -> None:
+    """A worker: init once, say READY, then answer every task with (True, result) or (False,
+    exception). It leaves when the main process is gone, killed or not."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl+C is the main process's to handle
+    _die_with(main_pid)
+    for c in inherited:                 # forked: the main's ends of the pipes, so EOF means it left
+        c.close()
     if init is not None:
         init(*initargs)
-    while True:
-        try:
+    try:
+        conn.send(READY)
+        while True:
             while not conn.poll(1.0):
-                if os.getppid() != main_pid:
+                if main_pid is not None and os.getppid() != main_pid:
                     return
             task = conn.recv()
-        except EOFError:                # the main process is gone
-            return
-        if task is None:
-            return
-        try:
-            out = (True, fn(task))
-        except Exception as e:          # noqa: BLE001 - the task's outcome, raised in the main process
-            e.add_note("in the worker process:\n" + traceback.format_exc().rstrip())
-            out = (False, e)
-        try:
+            if task is None:
+                return
             try:
-                conn.send(out)
-            except OSError:
-                raise
-            except Exception as e:      # noqa: BLE001 - e.g. an exception that does not pickle
-                conn.send((False, RuntimeError(f"{type(e).__name__}: {e}")))
-        except OSError:                 # the main process is gone
-            return
+                out = (True, fn(task))
+            except Exception as e:      # noqa: BLE001 - the task's outcome, raised in the main process
+                e.add_note("in the worker process:\n" + traceback.format_exc().rstrip())
+                out = (False, _portable(e))
+            conn.send(out)
+    except (OSError, EOFError):         # the main process is gone
+        return
 
 
 @dataclass(eq=False)
@@ -66,6 +93,7 @@ class _Slot:
     proc: mp.process.BaseProcess
     conn: object
     pending: deque = field(default_factory=deque)
+    ready: bool = False
 
 
 class Workers:
@@ -81,19 +109,34 @@ class Workers:
         self.fn, self.init, self.initargs = fn, init, initargs
         self.depth = max(1, int(depth))
         self.slots: list[_Slot] = []
+        self.closed = False
         self.deaths_in_a_row = 0
         for _ in range(max(1, int(n))):
             self.slots.append(self._start())
 
     def _start(self) -> _Slot:
         parent, child = self.ctx.Pipe()
-        proc = self.ctx.Process(target=_serve, args=(child, self.fn, self.init, self.initargs, os.getpid()),
+        method = self.ctx.get_start_method()
+        inherited = [parent, *(s.conn for s in self.slots)] if method == "fork" else []
+        main_pid = os.getpid() if method in ("fork", "spawn") else None    # forkserver: not our child
+        proc = self.ctx.Process(target=_serve, args=(child, self.fn, self.init, self.initargs, main_pid, inherited),
                                 daemon=True)
         proc.start()
         child.close()
         return _Slot(proc, parent)
 
+    @staticmethod
+    def _send(slot: _Slot, task) -> None:
+        """Hand a task over; a worker that died meanwhile keeps it pending and is found by its exit."""
+        slot.pending.append(task)
+        try:
+            slot.conn.send(task)
+        except OSError:
+            pass
+
     def run(self, tasks: Iterable) -> Iterator[tuple[object, bool, object]]:
+        if self.closed:
+            raise ValueError("these workers are closed")
         todo = iter(tasks)
         end = object()
 
@@ -102,8 +145,7 @@ class Workers:
                 task = next(todo, end)
                 if task is end:
                     return
-                slot.pending.append(task)
-                slot.conn.send(task)
+                self._send(slot, task)
 
         for s in self.slots:
             feed(s)
@@ -117,17 +159,25 @@ class Workers:
                 slot = owner[ready]
                 if slot not in self.slots or not slot.pending:
                     continue            # replaced, or its result was taken through the other handle
-                if slot.conn.poll():    # a result (a worker that sent it and then died still counts)
+                msg = None
+                if slot.conn.poll():    # a message (a worker that sent it and then died still counts)
                     try:
-                        ok, res = slot.conn.recv()
+                        msg = slot.conn.recv()
                     except (EOFError, OSError):
-                        ok = None
-                    if ok is not None:
-                        self.deaths_in_a_row = 0
-                        task = slot.pending.popleft()
-                        feed(slot)
-                        yield task, ok, res
-                        continue
+                        msg = None
+                    except Exception as e:      # noqa: BLE001 - a result that does not unpickle here
+                        msg = (False, RuntimeError(f"the worker's answer could not be read: {type(e).__name__}: {e}"))
+                if msg == READY:
+                    slot.ready = True
+                    continue
+                if msg is not None:
+                    self.deaths_in_a_row = 0
+                    task = slot.pending.popleft()
+                    feed(slot)
+                    yield (task, *msg)
+                    if self.closed:
+                        raise ValueError("these workers were closed while running")
+                    continue
                 if slot.proc.is_alive() and ready is slot.conn:
                     continue
                 slot.proc.join()
@@ -144,17 +194,18 @@ class Workers:
             raise WorkerDied(f"{self.deaths_in_a_row} worker processes in a row died without finishing a task "
                              f"(the last: {how})")
         self.slots[self.slots.index(slot)] = fresh = self._start()
-        # the task it was running is the one that killed it; the ones queued behind it go to the new worker
-        first, rest = lost[:1], lost[1:]
+        # A worker that was past its initializer died on the task it was running: that one comes
+        # back as lost. One that died before (in its initializer) blames nothing: all go to the new one.
+        first, rest = (lost[:1], lost[1:]) if slot.ready else ([], lost)
         for task in rest:
-            fresh.pending.append(task)
-            fresh.conn.send(task)
+            self._send(fresh, task)
         feed(fresh)
         for task in first:
             yield task, False, WorkerDied(f"the worker process died ({how})")
 
     def close(self) -> None:
         """Stop the workers: politely when idle, by force when not (Ctrl+C, an error)."""
+        self.closed = True
         for s in self.slots:
             if not s.pending:
                 try:

@@ -216,21 +216,21 @@ def test_bad_input_is_rejected(multi):
 
 
 def test_landmark_model_without_the_mask_head_gives_the_same_outputs(tmp_path, monkeypatch):
-    """The pipeline runs the landmark network pruned to the outputs it reads (no 256x256
+    """The pipeline runs the landmark network cut down to the outputs it reads (no 256x256
     segmentation mask): fewer operators, and on a real person's crop the same numbers, bit for bit.
-    The pruned file is cached; a damaged cache entry is replaced, not fatal."""
+    The lean file is cached; a damaged cache entry is dropped and the model made in memory, not fatal."""
     from annotator import mp_models
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     path = mp_models.landmark_path(1)
     whole = bp._Model(path, lean=False)
-    pruned = bp._Model(path, outputs=bp.LM_OUTPUTS)
-    assert sorted(pruned.out) == sorted(bp.LM_OUTPUTS) and "Identity_2" in whole.out
-    assert len(pruned.it._get_ops_details()) < len(whole.it._get_ops_details()) - 30
+    lean = bp._Model(path, outputs=bp.LM_OUTPUTS)
+    assert sorted(lean.out) == sorted(bp.LM_OUTPUTS) and "Identity_2" in whole.out
+    assert len(lean.it._get_ops_details()) < len(whole.it._get_ops_details()) - 30
     rgb = load_image(GT_DEV / "images" / CLEAR_SINGLE[0])
     est = bp.PoseEstimator()
     roi = est.predict(rgb)[0].roi
     crop, _ = est.crop(rgb, roi)
-    for a, b in zip(whole(crop, bp.LM_OUTPUTS), pruned(crop, bp.LM_OUTPUTS)):
+    for a, b in zip(whole(crop, bp.LM_OUTPUTS), lean(crop, bp.LM_OUTPUTS)):
         np.testing.assert_array_equal(a, b)
     assert est._lm().it.get_output_details()[0]["name"] in bp.LM_OUTPUTS and len(est._lm().out) == 3
     with pytest.raises(UserError, match="no output named Identity_9"):
@@ -239,7 +239,7 @@ def test_landmark_model_without_the_mask_head_gives_the_same_outputs(tmp_path, m
     assert len(cached) == 1 and cached[0].stat().st_size > 1_000_000
     cached[0].write_bytes(b"TFL3 but truncated")
     again = bp._Model(path, outputs=bp.LM_OUTPUTS)
-    np.testing.assert_array_equal(again(crop, bp.LM_OUTPUTS)[0], pruned(crop, bp.LM_OUTPUTS)[0])
+    np.testing.assert_array_equal(again(crop, bp.LM_OUTPUTS)[0], lean(crop, bp.LM_OUTPUTS)[0])
     assert not cached[0].exists() or cached[0].stat().st_size > 1_000_000
 
 

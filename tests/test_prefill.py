@@ -89,16 +89,16 @@ def _done(db) -> dict[int, list[int]]:
         con.close()
 
 
-def _processes_with(arg: str) -> list[int]:
-    """pids of the processes whose command line has `arg` (forked workers keep their parent's)."""
-    pids = []
-    for d in os.listdir("/proc"):
-        try:
-            if d.isdigit() and arg.encode() in open(f"/proc/{d}/cmdline", "rb").read().split(b"\0"):
-                pids.append(int(d))
-        except OSError:
-            pass
-    return pids
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its new parent to reap it."""
+    try:
+        return open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()]
 
 
 def test_killed_prefill_resumes_without_redoing_or_duplicating(tmp_path, gt_dev):
@@ -118,12 +118,14 @@ def test_killed_prefill_resumes_without_redoing_or_duplicating(tmp_path, gt_dev)
         except sqlite3.OperationalError:
             pass
         assert proc.poll() is None, proc.communicate()
+    workers = _children(proc.pid)
+    assert len(workers) == 2
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    deadline = time.time() + 15       # its workers notice and leave (each finishes its photo first)
-    while _processes_with(str(tmp_path / "p")) and time.time() < deadline:
+    deadline = time.time() + 15       # its workers leave too
+    while any(_alive(w) for w in workers) and time.time() < deadline:
         time.sleep(0.1)
-    assert not _processes_with(str(tmp_path / "p")), "worker processes outlived the killed pre-fill"
+    assert not any(_alive(w) for w in workers), "worker processes outlived the killed pre-fill"
     before = _done(db)
     assert 3 <= len(before) < len(ims), "the run should have been killed part-way"
     con = sqlite3.connect(db)
@@ -144,7 +146,8 @@ def test_killed_prefill_resumes_without_redoing_or_duplicating(tmp_path, gt_dev)
 
 
 def test_bad_model_settings_fail_fast_with_one_line(tmp_path):
-    """A setting the model rejects must not send the worker pool into an endless respawn loop."""
+    """A setting the model rejects stops the run with one line (the workers report it with their
+    first task), and nothing is written."""
     src = tmp_path / "in"
     src.mkdir()
     shutil.copy(GT_DEV / "images" / CLEAR_SINGLE[0], src / "a.jpg")

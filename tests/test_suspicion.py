@@ -239,7 +239,7 @@ def test_tta_area_shrinks_when_the_image_cuts_the_person(clear_people):
     assert S.tta_area(p.xy, w, cut) < 0.8 * whole
     far = p.xy.copy()
     far[27:] += [0.0, 10.0 * h]                                # feet far below the image: clipped away
-    assert S.tta_area(far, w, h) < 1.5 * whole
+    assert S.tta_area(far, w, h) <= whole * (1 + 1e-9)                # never more than with the feet in
 
 
 def test_shape_signals_flag_a_stretched_bone_and_a_collapsed_leg(clear_people):
