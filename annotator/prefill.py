@@ -283,7 +283,7 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
         if workers <= 1:
             _init_worker(kwargs, landmark_model, tta)
             results = map(_run_task, tasks)
-        else:       # the workers before the progress bar: its monitor thread would make fork unsafe
+        else:
             pool = Workers(workers, _run_task, _init_worker, (kwargs, landmark_model, tta),
                            mp.get_context(_start_method()))
             results = workers_results(pool.run(tasks), _lost, "pre-fill")

@@ -8,7 +8,7 @@ are computed per point and combined by a calibrated logistic model
 
 - model:   1 - confidence (visibility x presence), points outside the image,
            the person's mean confidence, detection score and size;
-- re-runs: the landmark model again on mirrored, rescaled, rotated and shifted crops of
+- re-runs: the landmark model again on mirrored, zoomed-in and shifted crops of
            the same person and on zoomed crops of its parts (TTA): a point it cannot
            place consistently is likely wrong (`tta`, `tta_max`, `flip`); when the mirrored run fits
            the *swapped* labels better, left/right are likely swapped (`swap`);
@@ -28,7 +28,8 @@ calibration data cannot weigh (video and round signals on a photo set) enter
 as a documented prior: two predictions that cannot both be right make one of
 them wrong with probability up to 1/2, combined by noisy-OR.
 
-Re-run signals cost ~12 landmark runs per person (~230 ms CPU), so they are computed once
+Re-run signals cost 9 landmark runs per person (8 crops + 1 for the heatmap when pre-fill's own
+run is not at hand; ~105-160 ms CPU), so they are computed once
 (pre-fill hook tta_for_poses/store_prefill_tta, or `suspicion --tta`) and
 kept per person in the project's kv table, tied to the points they judged.
 """
