@@ -137,13 +137,13 @@ def test_status_says_which_people_have_re_run_features_from_an_older_version(tin
     assert after["tta_older"] == 0 and after["tta_current"] == before["tta_current"]
 
 
-def test_tta_on_two_processes_stores_what_one_process_does(tmp_path):
+def test_tta_on_two_processes_stores_what_one_process_does(tmp_path, monkeypatch):
     """`suspicion --tta` runs the re-runs in worker processes (after a change of the crops every
     person needs them again): photos and video frames get the same features, person by person,
     as the one-process path, and an image that no longer reads is skipped, not fatal."""
     import sqlite3
 
-    from annotator import suspicion
+    from annotator import prefill, suspicion
     from annotator.project import Project
 
     from .conftest import MEDIA
@@ -164,8 +164,14 @@ def test_tta_on_two_processes_stores_what_one_process_does(tmp_path):
         finally:
             con.close()
     assert stored() == {}
-    rc, out, err = run("suspicion", tmp_path / "p", "--tta", "--workers", "2", "--quiet")
-    assert rc == 0, err
+
+    def not_here(*a):
+        raise AssertionError("a re-run in the main process")
+    with monkeypatch.context() as m:    # spawned workers import their own, unpatched run_tta_job
+        m.setattr(prefill, "_start_method", lambda: "spawn")
+        m.setattr(suspicion, "run_tta_job", not_here)
+        with Project.open(tmp_path / "p") as proj:
+            suspicion.compute_tta(proj, workers=2)
     two = stored()
     with Project.open(tmp_path / "p") as proj:
         people = {pid: img for pid, img in proj.store.db.execute(
