@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from annotator.cli.base import main
 
 sys.exit(main())

@@ -24,11 +24,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from annotator import skeleton as sk  # noqa: E402
-from annotator.cvat_client import connect  # noqa: E402
-from annotator.cvat_sync import CvatSync  # noqa: E402
-from annotator.model import Person  # noqa: E402
-from annotator.project import Project  # noqa: E402
+from annotator.core import skeleton as sk  # noqa: E402
+from annotator.cvat.client import connect  # noqa: E402
+from annotator.cvat.sync import CvatSync  # noqa: E402
+from annotator.core.model import Person  # noqa: E402
+from annotator.core.project import Project  # noqa: E402
 
 
 def make_project(root: Path, n: int, size=(160, 120)) -> tuple[Project, int]:

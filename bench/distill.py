@@ -26,9 +26,9 @@ GT_DEV = REPO / ".." / "shared" / "data" / "pose-gt-dev"
 def build(root: Path, n: int) -> Path:
     from exporters.coco import read_coco
 
-    from annotator.importing import import_frames
-    from annotator.prefill import prefill
-    from annotator.project import Project
+    from annotator.core.importing import import_frames
+    from annotator.prefill.run import prefill
+    from annotator.core.project import Project
     gt = json.loads((GT_DEV / "annotations.json").read_text())
     with_people = {a["image_id"] for a in gt["annotations"] if a.get("num_keypoints", 0) > 0}
     ims = [im for im in gt["images"] if im["id"] in with_people][:n]
@@ -49,10 +49,10 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--mode", choices=["head", "full"], default="head", help="mode of the timed round")
     a = ap.parse_args()
-    from annotator import distill as D
-    from annotator import student as stu
-    from annotator.distill import peak_rss_mb
-    from annotator.project import Project
+    from annotator.distill import rounds as D
+    from annotator.distill import training as stu
+    from annotator.distill.rounds import peak_rss_mb
+    from annotator.core.project import Project
     tmp = Path(tempfile.mkdtemp(prefix="bench-distill-"))
     try:
         if a.project:

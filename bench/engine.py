@@ -32,10 +32,10 @@ DATA = REPO / ".." / "shared" / "data"
 GT = DATA / "pose-gt-dev" / "annotations.json"
 TAGS = ("small_person", "non_upright", "crowd", "occluded_or_truncated")
 
-from annotator import blazepose as bp  # noqa: E402
-from annotator import metrics as M  # noqa: E402
-from annotator.media import load_image  # noqa: E402
-from annotator.prefill import to_person  # noqa: E402
+from annotator.prefill import blazepose as bp  # noqa: E402
+from annotator.review import metrics as M  # noqa: E402
+from annotator.core.media import load_image  # noqa: E402
+from annotator.prefill.run import to_person  # noqa: E402
 
 
 def half(file_name: str) -> str:

@@ -68,8 +68,8 @@ class Window:
 
 
 def make_photo_project(root: Path, files: list[Path]):
-    from annotator.prefill import prefill
-    from annotator.project import Project
+    from annotator.prefill.run import prefill
+    from annotator.core.project import Project
     proj, _ = Project.create(root, files)
     prefill(proj, workers=1, progress=False)
     return proj
@@ -78,7 +78,7 @@ def make_photo_project(root: Path, files: list[Path]):
 def next_image_times(win, proj, prefetch: int, dwell: float, n: int) -> dict[str, list[float]]:
     """Per "next": total (key -> frame drawn), ours (queue step, pixels from cache or decode, draw items)
     and render (Dear PyGui frame incl. the texture upload)."""
-    from annotator.gui_state import AppState
+    from annotator.gui.state import AppState
     proj.store.db.execute("DELETE FROM kv WHERE key LIKE 'gui.last_image.%'")     # start at the queue's top
     st = AppState(proj, annotator="bench", prefetch=prefetch, queue_filter="all")
     win.attach(st)
@@ -145,8 +145,8 @@ def bench_next(win, tmp: Path, dwell: float) -> None:
 
 def bench_drag(win, tmp: Path) -> None:
     from PIL import Image
-    from annotator.gui_state import AppState, template_person
-    from annotator.project import Project
+    from annotator.gui.state import AppState, template_person
+    from annotator.core.project import Project
     rng = np.random.default_rng(0)
     img = (rng.random((1080, 1920, 3)) * 60 + np.linspace(40, 200, 1920)[None, :, None]).astype(np.uint8)
     f = tmp / "drag" / "crowd.jpg"
@@ -192,9 +192,9 @@ def bench_zoom(win, tmp: Path) -> None:
     """Zoomed in on a big photo: the frame time while panning, with the texture window around the view
     (the app) against uploading the whole photo at full resolution every frame (what it did before)."""
     from PIL import Image
-    import annotator.gui_state as gs
-    from annotator.gui_state import AppState
-    from annotator.project import Project
+    import annotator.gui.state as gs
+    from annotator.gui.state import AppState
+    from annotator.core.project import Project
     print("4. zoomed in, panning 4 screen px a frame, frame time ms (render incl. the raw texture upload)")
     rng = np.random.default_rng(1)
     real = Image.open(sorted(DEMO.iterdir())[0]).convert("RGB")
@@ -235,7 +235,7 @@ def bench_zoom(win, tmp: Path) -> None:
 
 def make_big_project(root: Path, n: int, with_people: float = 0.1) -> Path:
     """n image rows (real files: the demo photos, cycled), a tenth with one predicted person."""
-    from annotator.project import Project
+    from annotator.core.project import Project
     media = root / "media"
     media.mkdir(parents=True)
     files = []
@@ -267,9 +267,9 @@ def make_big_project(root: Path, n: int, with_people: float = 0.1) -> Path:
 
 
 def bench_open(win, tmp: Path, n: int) -> None:
-    from annotator.gui_state import AppState
-    from annotator.project import Project
-    from annotator.queue import image_queue
+    from annotator.gui.state import AppState
+    from annotator.core.project import Project
+    from annotator.review.queue import image_queue
     t0 = time.perf_counter()
     path = make_big_project(tmp / "open", n)
     build = time.perf_counter() - t0
@@ -305,7 +305,7 @@ def bench_open(win, tmp: Path, n: int) -> None:
 def screenshot(out: Path, tmp: Path) -> None:
     """The app on a demo photo: skeleton drawn, the person selected, queue and points table visible."""
     from PIL import Image
-    from annotator.gui_state import AppState
+    from annotator.gui.state import AppState
     (tmp / "photos").mkdir()
     for f in sorted(DEMO.iterdir()):
         shutil.copy(f, tmp / "photos" / f.name)
@@ -345,8 +345,8 @@ def main() -> None:
             if a.screenshot:
                 screenshot(a.screenshot, tmp)
                 return
-            from annotator.gui_state import AppState
-            from annotator.project import Project
+            from annotator.gui.state import AppState
+            from annotator.core.project import Project
             proj, _ = Project.create(tmp / "empty", [DEMO])
             win = Window(AppState(proj, annotator="bench"))
             print(f"display {os.environ['DISPLAY']} (Xvfb: software OpenGL), {os.cpu_count()} cores")

@@ -28,7 +28,7 @@ DATA = REPO / ".." / "shared" / "data"
 
 
 def photos(limit: int | None) -> list[Path]:
-    from annotator.media import IMAGE_EXT
+    from annotator.core.media import IMAGE_EXT
     files = sorted(p for d in (DATA / "pose-gt-dev" / "images", DATA / "media" / "images")
                    for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXT)
     return files[:limit] if limit else files
@@ -52,9 +52,9 @@ def plain_loop(files: list[Path]) -> tuple[float, int]:
 
 def ours(files: list[Path], workers: int, tta: bool = True, engine: str | None = None) -> tuple[float, dict]:
     import ai_edge_litert.interpreter  # noqa: F401  imports outside the timing, as the plain loop's mediapipe
-    import annotator.blazepose  # noqa: F401
-    from annotator.prefill import prefill
-    from annotator.project import Project
+    import annotator.prefill.blazepose  # noqa: F401
+    from annotator.prefill.run import prefill
+    from annotator.core.project import Project
     with tempfile.TemporaryDirectory() as d:
         proj, _ = Project.create(Path(d) / "bench", files)
         with proj:
@@ -93,7 +93,7 @@ def first_run() -> None:
       pre-fill imports inside the timing; mediapipe's came compiled from its wheel.
     - the lean model files in the user's cache (mp_models.lean_model)."""
     compileall.compile_dir(REPO / "annotator", quiet=1)
-    from annotator.blazepose import PoseEstimator
+    from annotator.prefill.blazepose import PoseEstimator
     PoseEstimator()._lm()
 
 

@@ -4,8 +4,8 @@
 
 Without --project, a project is made from pose-gt-dev's images in a temporary
 folder and pre-filled first (that pre-fill is not part of the figures). The
-re-run signals run the landmark model on the transformed crops of suspicion.TTA_VARIANTS and the
-zoomed part crops of suspicion.PARTS per person, and once more for its heatmap; the rest is
+re-run signals run the landmark model on the transformed crops of rerun.TTA_VARIANTS and the
+zoomed part crops of rerun.PARTS per person, and once more for its heatmap; the rest is
 arithmetic on stored points. Prints ms per image and per person (one core; other processes may
 share it).
 """
@@ -28,10 +28,11 @@ def main() -> None:
     ap.add_argument("--project", help="an existing pre-filled project (copied, not modified)")
     ap.add_argument("--limit", type=int, help="images to use for the TTA timing")
     a = ap.parse_args()
-    from annotator import suspicion as S
-    from annotator.prefill import estimator_settings, make_estimator, prefill
-    from annotator.project import Project
-    from annotator.review_cli import run_evaluate
+    from annotator.prefill import rerun as R
+    from annotator.review import suspicion as S
+    from annotator.prefill.run import estimator_settings, make_estimator, prefill
+    from annotator.core.project import Project
+    from annotator.cli.review import run_evaluate
 
     with tempfile.TemporaryDirectory() as d:
         root = Path(d) / "p"
@@ -52,9 +53,9 @@ def main() -> None:
             est = make_estimator(estimator_settings(proj.settings))
             t_load = time.perf_counter() - t0
             t0 = time.perf_counter()
-            s = S.compute_tta(proj, ids, estimator=est, force=True)
+            s = R.compute_tta(proj, ids, estimator=est, force=True)
             t_tta = time.perf_counter() - t0
-            print(f"re-run signals ({len(S.TTA_VARIANTS)} transformed crops + {len(S.PARTS)} part crops"
+            print(f"re-run signals ({len(R.TTA_VARIANTS)} transformed crops + {len(R.PARTS)} part crops"
                   f" + 1 heatmap run per person): "
                   f"{1000 * t_tta / max(len(ids), 1):.0f} ms/image, {1000 * t_tta / max(s['people'], 1):.0f} ms/person"
                   f" (+{t_load:.1f}s model load once)")
@@ -67,7 +68,7 @@ def main() -> None:
                   f"{1000 * t_upd / max(len(all_ids), 1):.1f} ms/image, {u['people']} people")
 
             gt = GT / "annotations.json"
-            from annotator import metrics
+            from annotator.review import metrics
             t0 = time.perf_counter()
             _, rep = S.fit_model(metrics.load_gt(gt), S.collect(proj, include_empty=False))
             print(f"calibration (fit + choice of signals by nested CV, once per project): "

@@ -16,10 +16,10 @@ from typing import Iterable
 
 import numpy as np
 
-from annotator import skeleton as sk
-from annotator.errors import UserError
-from annotator.media import export_name
-from annotator.model import NOT_LABELLED, Frame, Person
+from annotator.core import skeleton as sk
+from annotator.core.errors import UserError
+from annotator.core.media import export_name
+from annotator.core.model import NOT_LABELLED, Frame, Person
 
 
 def category(kind: str) -> dict:

@@ -5,7 +5,7 @@ per BlazePose point with CVAT's outside/occluded flags (not labelled ->
 outside="1", occluded -> occluded="1") and coordinates written to 2 decimals
 as CVAT does; per-point `confidence` (integer percent, -1 = none) and
 `provenance` travel as `<attribute>` children, matching the label in
-annotator.cvat_label, so a file written here imports into a CVAT task with
+exporters.cvat_label, so a file written here imports into a CVAT task with
 that label and a file CVAT exports reads back here. `verified` has no place
 in CVAT's model and is not written.
 """
@@ -20,11 +20,11 @@ from typing import Iterable
 
 import numpy as np
 
-from annotator import cvat_label
-from annotator import skeleton as sk
-from annotator.errors import UserError
-from annotator.media import export_name
-from annotator.model import NOT_LABELLED, OCCLUDED, VISIBLE, Frame, Person
+from exporters import cvat_label
+from annotator.core import skeleton as sk
+from annotator.core.errors import UserError
+from annotator.core.media import export_name
+from annotator.core.model import NOT_LABELLED, OCCLUDED, VISIBLE, Frame, Person
 
 VERSION = "1.1"
 

@@ -13,9 +13,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from annotator import skeleton as sk
-from annotator.media import export_name
-from annotator.model import NOT_LABELLED, Frame
+from annotator.core import skeleton as sk
+from annotator.core.media import export_name
+from annotator.core.model import NOT_LABELLED, Frame
 
 
 def label_lines(f: Frame, kind: str = "33", verified_only: bool = False) -> list[str]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from annotator.cvat_client import connect
+from annotator.cvat.client import connect
 
-from .cvat_server import CvatTestServer
+from tests.cvat_server import CvatTestServer
 
 
 @pytest.fixture

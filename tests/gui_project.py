@@ -15,8 +15,8 @@ DEMO_VIDEO = REPO / "projects" / "demo" / "video" / "mmpose_demo.mp4"
 
 def make_project(root: Path, video: bool = False, stride: int = 1):
     """Copy the demo photos (and optionally the demo video) into root and pre-fill them (1 worker)."""
-    from annotator.prefill import prefill
-    from annotator.project import Project
+    from annotator.prefill.run import prefill
+    from annotator.core.project import Project
     media = root / "media"
     media.mkdir(parents=True, exist_ok=True)
     for f in sorted(DEMO_IMAGES.iterdir()):

@@ -6,12 +6,12 @@ import math
 import numpy as np
 import pytest
 
-from annotator import blazepose as bp
-from annotator import skeleton as sk
-from annotator.errors import UserError
-from annotator.media import load_image
+from annotator.prefill import blazepose as bp
+from annotator.core import skeleton as sk
+from annotator.core.errors import UserError
+from annotator.core.media import load_image
 
-from .conftest import GT_DEV, MEDIA
+from tests.conftest import GT_DEV, MEDIA
 
 CLEAR_SINGLE = ["coco_mini/000000030752.jpg", "coco_mini/000000084533.jpg",
                 "coco_mini/000000109313.jpg", "coco_mini/000000153797.jpg"]
@@ -219,7 +219,7 @@ def test_landmark_model_without_the_mask_head_gives_the_same_outputs(tmp_path, m
     """The pipeline runs the landmark network cut down to the outputs it reads (no 256x256
     segmentation mask): fewer operators, and on a real person's crop the same numbers, bit for bit.
     The lean file is cached; a damaged cache entry is dropped and the model made in memory, not fatal."""
-    from annotator import mp_models
+    from annotator.prefill import models as mp_models
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     path = mp_models.landmark_path(1)
     whole = bp._Model(path, lean=False)
@@ -246,7 +246,7 @@ def test_landmark_model_without_the_mask_head_gives_the_same_outputs(tmp_path, m
 def test_detector_with_its_sparse_weights_stored_dense_gives_the_same_outputs(tmp_path, monkeypatch):
     """The detector's 38 DENSIFY operators (sparse weights LiteRT expands at every load) are run
     once and replaced by their result: none left, and on a real photo the same numbers, bit for bit."""
-    from annotator import mp_models
+    from annotator.prefill import models as mp_models
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     shipped = bp._Model(mp_models.detector_path(), lean=False)
     lean = bp._Model(mp_models.detector_path())

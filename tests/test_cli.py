@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from annotator.project import Project
+from annotator.core.project import Project
 
-from .conftest import GT_DEV, MEDIA, REPO
+from tests.conftest import GT_DEV, MEDIA, REPO
 
 
 def run(*args, cwd=None):
@@ -60,7 +60,7 @@ def test_corrupt_truncated_and_unopenable_inputs(tmp_path):
     # the truncated file has a valid header: it fails when decoded, with its name and reason
     with Project.open(tmp_path / "p") as p:
         row = next(r for r in p.store.images() if "truncated" in r.file_name)
-        from annotator.errors import UserError
+        from annotator.core.errors import UserError
         with pytest.raises(UserError, match="truncated.jpg: cannot decode image"):
             p.load_rgb(row)
 
@@ -118,7 +118,7 @@ def test_imported_predictions_are_scored_for_the_review_queue(tmp_path):
                                      " JOIN persons q ON q.id=p.person_id WHERE q.deleted=0 AND p.vis>0").fetchall()
         assert rows and all(s is not None for _, _, s, _ in rows) and not any(v for *_, v in rows)
         stored = {(pid, i): s for pid, i, s, _ in rows}
-        from annotator.suspicion import update_suspicion
+        from annotator.review.suspicion import update_suspicion
         with proj.store.tx():
             proj.store.db.execute("UPDATE points SET suspicion=NULL")
         update_suspicion(proj)

@@ -10,14 +10,14 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from annotator import skeleton as sk
-from annotator.errors import UserError
-from annotator.importing import import_frames
-from annotator.project import Project
+from annotator.core import skeleton as sk
+from annotator.core.errors import UserError
+from annotator.core.importing import import_frames
+from annotator.core.project import Project
 from exporters.coco import read_coco, to_coco, write_json
 from exporters.yolo import write_yolo
 
-from .conftest import GT_DEV
+from tests.conftest import GT_DEV
 
 
 @pytest.fixture

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotator import cvat_label
-from annotator import skeleton as sk
-from annotator.project import Project
+from exporters import cvat_label
+from annotator.core import skeleton as sk
+from annotator.core.project import Project
 from exporters.coco import read_coco
 
-from .test_cli import run
-from .test_cvat_xml import gt_frames
+from tests.test_cli import run
+from tests.test_cvat_xml import gt_frames
 
 pytestmark = pytest.mark.needs_data
 

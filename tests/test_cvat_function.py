@@ -3,7 +3,7 @@
 The pipeline test feeds detect() with ground-truth poses of real photos (an
 oracle estimator recognising each image by its pixels), so what lands in
 CVAT can be checked point by point; the model test runs the real estimator
-(annotator.blazepose) and is skipped until that module exists.
+(annotator.prefill.blazepose) and is skipped until that module exists.
 """
 from __future__ import annotations
 
@@ -19,18 +19,18 @@ import pytest
 from PIL import Image
 import cvat_sdk.auto_annotation as cvataa
 
-import annotator.cvat_function as cvat_function
-from annotator import cvat_label
-from annotator import skeleton as sk
-from annotator.cvat_client import connect
-from annotator.model import OCCLUDED, VISIBLE
+import annotator.cvat.function as cvat_function
+from exporters import cvat_label
+from annotator.core import skeleton as sk
+from annotator.cvat.client import connect
+from annotator.core.model import OCCLUDED, VISIBLE
 
-from .conftest import MEDIA
-from .cvat_fixtures import conn, server  # noqa: F401 (fixtures)
-from .cvat_server import CvatTestServer
-from .test_cvat_xml import gt_frames
+from tests.conftest import MEDIA
+from tests.cvat_fixtures import conn, server  # noqa: F401 (fixtures)
+from tests.cvat_server import CvatTestServer
+from tests.test_cvat_xml import gt_frames
 
-HAVE_BLAZEPOSE = importlib.util.find_spec("annotator.blazepose") is not None
+HAVE_BLAZEPOSE = importlib.util.find_spec("annotator.prefill.blazepose") is not None
 
 
 def _pixels_key(rgb: np.ndarray) -> str:
@@ -145,7 +145,7 @@ def test_cvat_cli_runs_the_module(conn, server, tmp_path):
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "xdg"), XDG_CONFIG_HOME=str(tmp_path / "xdgc"))
     env.pop("CVAT_ACCESS_TOKEN", None)
     r = subprocess.run([sys.executable, "-m", "cvat_cli", "--server-host", server.url, "--auth", "alice:alice-pw",
-                        "task", "auto-annotate", str(task["id"]), "--function-module", "annotator.cvat_function"],
+                        "task", "auto-annotate", str(task["id"]), "--function-module", "annotator.cvat.function"],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert conn.get_task_annotations(task["id"])["shapes"]
@@ -153,7 +153,7 @@ def test_cvat_cli_runs_the_module(conn, server, tmp_path):
 
 @pytest.mark.skipif(not HAVE_BLAZEPOSE, reason="annotator/blazepose.py (the pose estimator) does not exist yet")
 def test_module_main_pre_fills_on_an_old_server(tmp_path):
-    """`python -m annotator.cvat_function TASK` works where cvat-cli 2.80's version check crashes (CVAT 2.23)."""
+    """`python -m annotator.cvat.function TASK` works where cvat-cli 2.80's version check crashes (CVAT 2.23)."""
     with CvatTestServer(version="2.23.0") as old:
         old.add_user("alice", "alice-pw")
         c = connect(old.url, "alice", "alice-pw", env={}, cache_dir=tmp_path / "cache")
@@ -162,7 +162,7 @@ def test_module_main_pre_fills_on_an_old_server(tmp_path):
         env = dict(os.environ, CVAT_URL=old.url, CVAT_USER="alice", CVAT_PASSWORD="alice-pw",
                    XDG_CACHE_HOME=str(tmp_path / "xdg"))
         env.pop("CVAT_ACCESS_TOKEN", None)
-        cmd = [sys.executable, "-m", "annotator.cvat_function", str(task["id"])]
+        cmd = [sys.executable, "-m", "annotator.cvat.function", str(task["id"])]
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=300)
         assert r.returncode == 0, r.stderr[-2000:]
         assert len(c.get_task_annotations(task["id"])["shapes"]) >= 1

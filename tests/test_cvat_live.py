@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotator import cli
-from annotator import skeleton as sk
-from annotator.cvat_client import connect
-from annotator.cvat_label import LabelMap, shape_to_person
-from annotator.model import OCCLUDED, VISIBLE
-from annotator.project import Project
+from annotator.cli import base as cli
+from annotator.core import skeleton as sk
+from annotator.cvat.client import connect
+from exporters.cvat_label import LabelMap, shape_to_person
+from annotator.core.model import OCCLUDED, VISIBLE
+from annotator.core.project import Project
 
-from .test_cvat_sync import edit_on_server, element, make_project, one_line_error
+from tests.test_cvat_sync import edit_on_server, element, make_project, one_line_error
 
 LIVE = all(os.environ.get(k) for k in ("CVAT_URL", "CVAT_USER", "CVAT_PASSWORD"))
 pytestmark = [pytest.mark.live_cvat, pytest.mark.needs_data,
@@ -174,7 +174,7 @@ def test_live_round_trip_coco_keypoints_and_cvat_xml(live, tmp_path, gt_dev, cap
         client.tasks.retrieve(t2["id"]).import_annotations(fmt, path)
         meta = [Path(m["name"]).name for m in conn.task_frames(t2["id"])]
         ann = conn.get_task_annotations(t2["id"])
-        from annotator.model import Frame
+        from annotator.core.model import Frame
         back = {n: Frame(n, 0, 0) for n in meta}
         for s in ann["shapes"]:
             if s["type"] == "skeleton":

@@ -20,16 +20,16 @@ from cvat_sdk.api_client.exceptions import ApiException
 from cvat_sdk.core.client import Client, Config
 from cvat_sdk.core.uploading import DataUploader
 
-from annotator import cvat_label
-from annotator import skeleton as sk
-from annotator.cvat_client import ENV_PASSWORD, ENV_TOKEN, ENV_URL, ENV_USER, connect, resolve_credentials
-from annotator.errors import UserError
-from annotator.model import OCCLUDED
+from exporters import cvat_label
+from annotator.core import skeleton as sk
+from annotator.cvat.client import ENV_PASSWORD, ENV_TOKEN, ENV_URL, ENV_USER, connect, resolve_credentials
+from annotator.core.errors import UserError
+from annotator.core.model import OCCLUDED
 
-from .conftest import MEDIA
-from .cvat_fixtures import conn, server  # noqa: F401 (fixtures)
-from .cvat_server import CvatTestServer
-from .test_cvat_xml import assert_same_people, gt_frames
+from tests.conftest import MEDIA
+from tests.cvat_fixtures import conn, server  # noqa: F401 (fixtures)
+from tests.cvat_server import CvatTestServer
+from tests.test_cvat_xml import assert_same_people, gt_frames
 
 IMAGES = MEDIA / "images"
 FIVE = ["openpifpaf_000000081988.jpg", "alphapose_demo_2.jpg", "openpose_COCO_val2014_000000000241.jpg",

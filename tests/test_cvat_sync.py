@@ -14,17 +14,19 @@ import pytest
 from cvat_sdk import models
 from cvat_sdk.core.client import Client, Config
 
-from annotator import cli, cvat_label
-from annotator import skeleton as sk
-from annotator.cvat_client import connect
-from annotator.cvat_sync import CvatSync, content, status
-from annotator.errors import UserError
-from annotator.importing import import_frames
-from annotator.model import OCCLUDED, VISIBLE
-from annotator.project import Project
+from annotator.cli import base as cli
 
-from .cvat_server import CvatTestServer
-from .test_cvat_xml import gt_frames
+from exporters import cvat_label
+from annotator.core import skeleton as sk
+from annotator.cvat.client import connect
+from annotator.cvat.sync import CvatSync, content, status
+from annotator.core.errors import UserError
+from annotator.core.importing import import_frames
+from annotator.core.model import OCCLUDED, VISIBLE
+from annotator.core.project import Project
+
+from tests.cvat_server import CvatTestServer
+from tests.test_cvat_xml import gt_frames
 
 pytestmark = pytest.mark.needs_data
 
@@ -185,7 +187,7 @@ def test_push_uploads_images_and_people_once(server, tmp_path, gt_dev, capsys):
 def test_push_queue_selects_the_first_images_of_the_review_queue(server, tmp_path, gt_dev, capsys):
     root = make_project(tmp_path, gt_dev)
     with Project.open(root) as proj:
-        from annotator.queue import image_queue
+        from annotator.review.queue import image_queue
         first = [it.file_name for it in image_queue(proj.store, limit=2)]
     rc, out, err = cvat("cvat", "push", root, *creds(server), "--queue", "2", capsys=capsys)
     assert rc == 0, err
@@ -238,7 +240,7 @@ def test_server_edit_is_pulled_into_the_store_with_history(server, tmp_path, gt_
             "SELECT count(*), count(p.suspicion) FROM points p JOIN persons q ON q.id=p.person_id"
             " WHERE q.image_id != ? AND q.deleted=0", (img,)).fetchone()
         assert untouched[0] > 0 and untouched[1] == 0
-        from annotator.suspicion import update_suspicion
+        from annotator.review.suspicion import update_suspicion
         update_suspicion(proj, [proj.store.person_image(pid)])
         np.testing.assert_allclose(proj.store.load_person(pid).suspicion, pulled)
     # nothing pending afterwards, and a second pull downloads nothing
@@ -517,7 +519,7 @@ def test_failures_are_one_line_errors_and_lose_nothing(server, tmp_path, gt_dev,
 
 
 def test_cli_subprocess_prints_one_line_without_traceback(server, tmp_path, gt_dev):
-    from .test_cli import run
+    from tests.test_cli import run
     root = make_project(tmp_path, gt_dev, 1)
     rc, out, err = run("cvat", "push", root, "--url", server.url, "--user", "alice", "--password", "wrong",
                        "--quiet")
@@ -563,7 +565,7 @@ def test_content_ignores_coordinates_of_unlabelled_points(gt_dev):
 
 def test_video_frames_and_clashing_file_names_get_unique_frame_names(server, tmp_path, gt_dev, capsys):
     import shutil
-    from .conftest import MEDIA
+    from tests.conftest import MEDIA
     frames = gt_frames(gt_dev, 1)
     for d in ("a", "b"):                                  # two photos called the same in different folders
         (tmp_path / d).mkdir()
@@ -574,7 +576,7 @@ def test_video_frames_and_clashing_file_names_get_unique_frame_names(server, tmp
         session = proj.session("me")
         rng = np.random.default_rng(1)
         for im in proj.store.images():
-            from annotator.model import Person
+            from annotator.core.model import Person
             session.add_person(im.id, Person(rng.uniform(5, 100, (sk.N, 2)), np.full(sk.N, VISIBLE)))
         n = proj.store.count_images()
         assert n >= 3

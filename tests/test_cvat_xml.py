@@ -6,13 +6,13 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from annotator import cvat_label
-from annotator import skeleton as sk
-from annotator.errors import UserError
-from annotator.model import NOT_LABELLED, OCCLUDED, VISIBLE, Frame, Person
+from exporters import cvat_label
+from annotator.core import skeleton as sk
+from annotator.core.errors import UserError
+from annotator.core.model import NOT_LABELLED, OCCLUDED, VISIBLE, Frame, Person
 from exporters.cvat_xml import read_cvat_xml, to_xml, write_cvat_xml
 
-from .conftest import GT_DEV
+from tests.conftest import GT_DEV
 
 
 def gt_frames(gt: dict, n_images: int = 6, source: str = "coco_mini", with_people: bool = True) -> list[Frame]:

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotator import distill as D
-from annotator import rounds_registry as reg
-from annotator.cli import main
-from annotator.errors import UserError
-from annotator.project import Project
+from annotator.distill import rounds as D
+from annotator.distill import registry as reg
+from annotator.cli.base import main
+from annotator.core.errors import UserError
+from annotator.core.project import Project
 
-from .conftest import GT_DEV, gt_images
+from tests.conftest import GT_DEV, gt_images
 
 pytestmark = pytest.mark.needs_data
 
@@ -34,8 +34,8 @@ def base_project(tmp_path_factory, gt_dev):
     """13 clear single-person photos, pre-filled; 11 get their COCO-17 ground truth as verified."""
     from exporters.coco import read_coco
 
-    from annotator.importing import import_frames
-    from annotator.prefill import prefill
+    from annotator.core.importing import import_frames
+    from annotator.prefill.run import prefill
     ims = gt_images(gt_dev, "coco_mini", 1, 13)
     assert len(ims) == 13
     root = tmp_path_factory.mktemp("distill") / "proj"
@@ -78,7 +78,7 @@ def test_round_end_to_end(project):
     assert rec["gold_image_ids"] and rec["train_image_ids"]
     assert not set(rec["gold_image_ids"]) & set(rec["train_image_ids"])
     # the model file is there with its hash
-    from annotator.student import sha256_file
+    from annotator.prefill.student import sha256_file
     mfile = Path(project.root) / row["model_path"]
     assert sha256_file(mfile) == row["model_sha256"]
     # verified points never change; a rejected round changes nothing at all
@@ -110,7 +110,7 @@ def test_scrambled_round_is_rejected_and_changes_nothing(project):
 
 def _accepted_base_round(project, k: int = 1) -> str:
     """Register MediaPipe's own weights as an accepted round (what the runtime must reproduce)."""
-    from annotator.student import Student
+    from annotator.prefill.student import Student
     path = reg.model_file(project, k)
     sha = Student(threads=2).save(path)
     reg.start_round(project.store, k, "mediapipe", "head", {})
@@ -170,13 +170,13 @@ def test_onnx_export_matches_torch(project, tmp_path):
     import onnxruntime as ort
     import torch
 
-    from annotator.student_runtime import RUN_OUTPUTS, load_student, runtime_net
+    from annotator.prefill.student_runtime import RUN_OUTPUTS, load_student, runtime_net
     spec = _accepted_base_round(project)
     out = tmp_path / "round1.onnx"
     assert main(["rounds", str(project.root), "--export-onnx", "1", str(out)]) == 0
     img = project.store.images()[0]
     est = D.estimator_for(project, "mediapipe")
-    from annotator.distill import person_roi
+    from annotator.distill.rounds import person_roi
     p = project.store.load_frame(img.id).persons[0]
     crop, _ = est.crop(project.load_rgb(img.id), person_roi(p))
     got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input_1": crop[None]})
@@ -219,7 +219,7 @@ def test_interrupted_round_resumes(project, monkeypatch):
 
 
 def test_bad_student_files(project, tmp_path, monkeypatch):
-    from annotator.student_runtime import attach_student
+    from annotator.prefill.student_runtime import attach_student
     est = D.estimator_for(project, "mediapipe")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a model")
@@ -252,8 +252,8 @@ def test_round_on_all_of_pose_gt_dev(tmp_path, gt_dev):
     """The measurement of the issue: every pose-gt-dev photo, COCO-17 imported as verified, one round."""
     from exporters.coco import read_coco
 
-    from annotator.importing import import_frames
-    from annotator.prefill import prefill
+    from annotator.core.importing import import_frames
+    from annotator.prefill.run import prefill
     proj, _ = Project.create(tmp_path / "p", [GT_DEV / "images"])
     prefill(proj, workers=2, progress=False)
     _, frames = read_coco(GT_DEV / "annotations.json")
@@ -275,8 +275,8 @@ def test_runtime_keeps_mediapipe_gate_for_a_finetuned_backbone(project):
     refinement offset must still be MediaPipe's, only the points are the student's."""
     import torch
 
-    from annotator.student import Student
-    from annotator.student_runtime import RUN_OUTPUTS, backbone_is_base, runtime_net
+    from annotator.prefill.student import Student
+    from annotator.prefill.student_runtime import RUN_OUTPUTS, backbone_is_base, runtime_net
     img = project.store.images()[0]
     p = project.store.load_frame(img.id).persons[0]
     crop, _ = D.estimator_for(project, "mediapipe").crop(project.load_rgb(img.id), D.person_roi(p))
@@ -297,7 +297,7 @@ def test_runtime_keeps_mediapipe_gate_for_a_finetuned_backbone(project):
 
 
 def test_distill_without_verified_points_is_a_one_line_error(tmp_path, capsys):
-    from annotator.prefill import prefill
+    from annotator.prefill.run import prefill
     ims = sorted((GT_DEV / "images" / "coco_mini").glob("*.jpg"))[:2]
     proj, _ = Project.create(tmp_path / "p", ims)
     prefill(proj, workers=1, progress=False)

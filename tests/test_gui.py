@@ -20,8 +20,8 @@ import time
 import numpy as np
 import pytest
 
-from annotator import skeleton as sk
-from annotator.model import OCCLUDED, VISIBLE
+from annotator.core import skeleton as sk
+from annotator.core.model import OCCLUDED, VISIBLE
 from tests.gui_project import REPO, make_project, start_xvfb
 
 pytestmark = pytest.mark.gui
@@ -68,8 +68,8 @@ def project_copy(base_project, tmp_path):
 def window(display, base_project, tmp_path_factory):
     """One window for the module (Dear PyGui cannot re-create a viewport in the same process)."""
     from annotator.gui.app import App
-    from annotator.gui_state import AppState
-    from annotator.project import Project
+    from annotator.gui.state import AppState
+    from annotator.core.project import Project
     proj = Project.open(base_project / "proj")
     state = AppState(proj, annotator="xdotool", user_config=tmp_path_factory.mktemp("cfg") / "none.toml")
     a = App(state, width=1500, height=920)
@@ -84,8 +84,8 @@ def window(display, base_project, tmp_path_factory):
 @pytest.fixture
 def app(window, project_copy, tmp_path):
     """The window showing a fresh copy of the project, on the first photo with a person."""
-    from annotator.gui_state import AppState
-    from annotator.project import Project
+    from annotator.gui.state import AppState
+    from annotator.core.project import Project
     proj = Project.open(project_copy)
     state = AppState(proj, annotator="xdotool", user_config=tmp_path / "none.toml")
     window.attach(state)
@@ -354,8 +354,8 @@ def test_screenshot_shows_region_colors_at_the_points(app):
 DRIVER = textwrap.dedent("""
     import json, sys
     import dearpygui.dearpygui as dpg
-    from annotator.project import Project
-    from annotator.gui_state import AppState
+    from annotator.core.project import Project
+    from annotator.gui.state import AppState
     from annotator.gui.app import App
     proj = Project.open(sys.argv[1])
     st = AppState(proj, annotator="killed")
@@ -431,7 +431,7 @@ def test_sigkill_right_after_a_drag_loses_nothing(display, project_copy, tmp_pat
 def test_video_frames_keys_slider_and_propagation(window, tmp_path):
     """Right arrow walks the video's frames (the slider follows); Ctrl+P carries a correction forward."""
     import dearpygui.dearpygui as dpg
-    from annotator.gui_state import AppState
+    from annotator.gui.state import AppState
     root = tmp_path / "vid"
     proj = make_project(root, video=True)
     try:
@@ -500,8 +500,8 @@ def test_cvat_conflict_take_server_button(window, tmp_path, gt_dev, capsys):
     """A real CVAT conflict (test server, sdk edit, pull): flagged in the queue, the server's skeleton drawn
     as a ghost, a click on "Take server" puts the server's points in SQLite and clears the conflict."""
     import dearpygui.dearpygui as dpg
-    from annotator.gui_state import AppState
-    from annotator.project import Project
+    from annotator.gui.state import AppState
+    from annotator.core.project import Project
     from tests.cvat_server import CvatTestServer
     from tests.test_cvat_sync import _conflict_setup, creds, cvat
     with CvatTestServer() as server:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from annotator import skeleton as sk
-from annotator.cvat_sync import status
-from annotator.errors import UserError
-from annotator.gui_conflicts import ghost_segments
-from annotator.gui_state import AppState
-from annotator.project import Project
+from annotator.core import skeleton as sk
+from annotator.cvat.sync import status
+from annotator.core.errors import UserError
+from annotator.gui.conflicts import ghost_segments
+from annotator.gui.state import AppState
+from annotator.core.project import Project
 
-from .test_cvat_sync import _conflict_setup, creds, cvat, element, server, server_shapes  # noqa: F401 (fixture)
+from tests.test_cvat_sync import _conflict_setup, creds, cvat, element, server, server_shapes  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.needs_data
 ELBOW = sk.INDEX["left_elbow"]

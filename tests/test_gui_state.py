@@ -12,13 +12,13 @@ import threading
 import numpy as np
 import pytest
 
-from annotator import skeleton as sk
-from annotator.errors import UserError
-from annotator.gui_state import (AppState, Prefetcher, ReviewQueue, Shortcuts, View, _Job, display_scale, hit_point,
+from annotator.core import skeleton as sk
+from annotator.core.errors import UserError
+from annotator.gui.state import (AppState, Prefetcher, ReviewQueue, Shortcuts, View, _Job, display_scale, hit_point,
                                  parse_combo, template_person, texture_level, texture_size, to_texture)
-from annotator.model import NOT_LABELLED, OCCLUDED, VISIBLE
-from annotator.project import Project
-from annotator.propagate import plan, propagate
+from annotator.core.model import NOT_LABELLED, OCCLUDED, VISIBLE
+from annotator.core.project import Project
+from annotator.gui.propagate import plan, propagate
 from tests.gui_project import make_project
 
 
@@ -378,7 +378,7 @@ def test_propagate_stops_at_a_verified_keyframe(proj):
 
 
 def test_gui_command_without_display_is_one_line_error(project_dir, monkeypatch, capsys):
-    from annotator.cli import main
+    from annotator.cli.base import main
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert main(["gui", str(project_dir)]) == 2
@@ -389,8 +389,8 @@ def test_gui_command_without_display_is_one_line_error(project_dir, monkeypatch,
 def test_gui_module_imports_no_dearpygui():
     import subprocess
     import sys
-    code = ("import sys, annotator.gui_state, annotator.gui_cli, annotator.propagate, annotator.cli;"
-            "annotator.cli.build_parser(); print('dearpygui' in ' '.join(sys.modules))")
+    code = ("import sys, annotator.gui.state, annotator.cli.gui, annotator.gui.propagate, annotator.cli.base;"
+            "annotator.cli.base.build_parser(); print('dearpygui' in ' '.join(sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -412,7 +412,7 @@ def test_background_ranking_and_resume_where_left_off(proj, tmp_path):
     assert again.pos == 2                  # ...and the next frame still places the image in it
     # the same when the ranking lands only after the image is shown (a slow, busy machine)
     gate = threading.Event()
-    import annotator.gui_state as gs
+    import annotator.gui.state as gs
     real = gs.image_queue
 
     def slow_rank(*a, **k):

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from annotator.errors import UserError
-from annotator.media import load_image
+from annotator.core.errors import UserError
+from annotator.core.media import load_image
 
-from .conftest import GT_DEV, MEDIA
+from tests.conftest import GT_DEV, MEDIA
 
 
 def pillow_rgb(data: bytes) -> np.ndarray:

@@ -11,10 +11,10 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from annotator import metrics as M
-from annotator import skeleton as sk
-from annotator.errors import UserError
-from annotator.model import Person
+from annotator.review import metrics as M
+from annotator.core import skeleton as sk
+from annotator.core.errors import UserError
+from annotator.core.model import Person
 
 BP17 = list(sk.COCO17_FROM_BP)
 

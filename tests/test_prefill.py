@@ -19,11 +19,11 @@ import time
 import numpy as np
 import pytest
 
-from annotator import skeleton as sk
-from annotator.project import Project
+from annotator.core import skeleton as sk
+from annotator.core.project import Project
 
-from .conftest import GT_DEV, REPO
-from .test_blazepose import CLEAR_SINGLE
+from tests.conftest import GT_DEV, REPO
+from tests.test_blazepose import CLEAR_SINGLE
 
 pytestmark = pytest.mark.needs_data
 
@@ -170,7 +170,7 @@ def test_workers_fork_from_a_plain_cli_process_and_spawn_where_fork_is_unsafe():
     """The command line forks (its workers skip ~0.3 s of imports each); a process that has loaded
     MediaPipe's graph runtime, torch or a second thread must spawn (a forked child of a process
     that ran mp.solutions corrupted its heap and hung, measured)."""
-    code = ("import sys, threading, annotator.cli, annotator.prefill as P\n"
+    code = ("import sys, threading, annotator.cli.base, annotator.prefill.estimator as P\n"
             "a = P._start_method()\n"
             "import mediapipe\n"
             "b = P._start_method()\n"
@@ -185,7 +185,7 @@ def test_workers_fork_from_a_plain_cli_process_and_spawn_where_fork_is_unsafe():
 def test_photos_are_scored_during_the_run_and_when_it_is_interrupted(tmp_path, gt_dev, monkeypatch):
     """The review queue's scores are written in batches while pre-fill runs, and a Ctrl+C still
     scores what was saved (a rerun only scores the images it does)."""
-    import annotator.prefill as pf
+    import annotator.prefill.run as pf
     ims = [im for im in gt_dev["images"] if im["source"].startswith("coco")][:45]
     copy_photos(ims, tmp_path / "in")
     proj, _ = Project.create(tmp_path / "p", [tmp_path / "in"])

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from annotator import prefill as pf
-from annotator import skeleton as sk
-from annotator.model import VISIBLE, Person
-from annotator.project import Project
-from annotator.propagate import match_person, plan
+from annotator.prefill import run as pf
+from annotator.core import skeleton as sk
+from annotator.core.model import VISIBLE, Person
+from annotator.core.project import Project
+from annotator.gui.propagate import match_person, plan
 from tests.gui_project import DEMO_VIDEO
 
 

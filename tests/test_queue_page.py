@@ -5,8 +5,8 @@ import time
 
 import numpy as np
 
-from annotator.project import Project
-from annotator.queue import _reference_image_queue, image_queue
+from annotator.core.project import Project
+from annotator.review.queue import _reference_image_queue, image_queue
 from tests.gui_project import DEMO_IMAGES
 
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from .conftest import GT_DEV
-from .test_cli import assert_one_line_error, run
+from tests.conftest import GT_DEV
+from tests.test_cli import assert_one_line_error, run
 
 KEYS = ("oks_ap", "oks_ap50", "oks_ar", "pck_0_05", "pck_0_1", "median_error_px", "person_recall", "false_people",
         "needs_fixing_share", "queue_recall_at_0_1", "queue_recall_at_0_2", "queue_recall_at_0_3",
@@ -143,10 +143,13 @@ def test_tta_on_two_processes_stores_what_one_process_does(tmp_path, monkeypatch
     as the one-process path, and an image that no longer reads is skipped, not fatal."""
     import sqlite3
 
-    from annotator import prefill, suspicion
-    from annotator.project import Project
+    from annotator.prefill import run as prefill
 
-    from .conftest import MEDIA
+    from annotator.prefill import estimator, rerun
+    from annotator.review import suspicion  # noqa: F401
+    from annotator.core.project import Project
+
+    from tests.conftest import MEDIA
     src = tmp_path / "in"
     src.mkdir()
     for n in TINY[:3]:
@@ -168,10 +171,10 @@ def test_tta_on_two_processes_stores_what_one_process_does(tmp_path, monkeypatch
     def not_here(*a):
         raise AssertionError("a re-run in the main process")
     with monkeypatch.context() as m:    # spawned workers import their own, unpatched run_tta_job
-        m.setattr(prefill, "_start_method", lambda: "spawn")
-        m.setattr(suspicion, "run_tta_job", not_here)
+        m.setattr(estimator, "_start_method", lambda: "spawn")
+        m.setattr(rerun, "run_tta_job", not_here)
         with Project.open(tmp_path / "p") as proj:
-            suspicion.compute_tta(proj, workers=2)
+            rerun.compute_tta(proj, workers=2)
     two = stored()
     with Project.open(tmp_path / "p") as proj:
         people = {pid: img for pid, img in proj.store.db.execute(
@@ -181,6 +184,6 @@ def test_tta_on_two_processes_stores_what_one_process_does(tmp_path, monkeypatch
             "SELECT q.id FROM persons q JOIN images i ON i.id = q.image_id WHERE i.file_name LIKE '%gone.jpg'")}
         assert gone and "video" in people.values() and "image" in people.values()
         assert {int(k.split(":")[1]) for k in two} == set(people) - gone
-        s = suspicion.compute_tta(proj, force=True, workers=1)
+        s = rerun.compute_tta(proj, force=True, workers=1)
     assert s["people"] == len(two)
     assert stored() == two

@@ -12,13 +12,13 @@ import time
 import numpy as np
 import pytest
 
-from annotator import skeleton as sk
-from annotator.errors import UserError
-from annotator.model import NOT_LABELLED, OCCLUDED, VISIBLE, Person
-from annotator.project import Project
-from annotator.store import SCHEMA_VERSION, Store
+from annotator.core import skeleton as sk
+from annotator.core.errors import UserError
+from annotator.core.model import NOT_LABELLED, OCCLUDED, VISIBLE, Person
+from annotator.core.project import Project
+from annotator.core.store import SCHEMA_VERSION, Store
 
-from .conftest import MEDIA, REPO
+from tests.conftest import MEDIA, REPO
 
 
 def _person(seed=0) -> Person:
@@ -151,7 +151,7 @@ def test_newer_schema_is_refused(tmp_path):
 
 def test_migration_from_v1(tmp_path):
     """A v1 database (before pred_x/pred_y) is upgraded in place, data kept."""
-    from annotator import store as st
+    from annotator.core import store as st
     db = tmp_path / "project.db"
     c = sqlite3.connect(db)
     for stmt in st._SCHEMA_V1.split(";"):
@@ -178,8 +178,8 @@ def test_not_a_project_database(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys, numpy as np
-    from annotator.project import Project
-    from annotator.model import Person
+    from annotator.core.project import Project
+    from annotator.core.model import Person
     p = Project.open(sys.argv[1])
     s = p.session("writer")
     img = p.store.images()[0].id

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from annotator import skeleton as sk
-from annotator.errors import UserError
-from annotator.student import Student, augment_batch, evaluate, landmark_loss, train
+from annotator.core import skeleton as sk
+from annotator.core.errors import UserError
+from annotator.distill.training import augment_batch, evaluate, landmark_loss, train
+from annotator.prefill.student import Student
 
-from .test_tflite_torch import litert, real_crops
+from tests.test_tflite_torch import litert, real_crops
 
 SHIFT = np.array([0.0, -7.0], np.float32)   # vertical: mirror-symmetric, so it survives flip augmentation
 

@@ -4,30 +4,31 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotator import calibration as C
-from annotator import skeleton as sk
-from annotator import suspicion as S
-from annotator.media import load_image
-from annotator.model import Person
-from annotator.project import Project
-from annotator.queue import image_queue, person_queue, point_queue, spread
+from annotator.review import calibration as C
+from annotator.core import skeleton as sk
+from annotator.review import suspicion as S
+from annotator.prefill import rerun as R
+from annotator.core.media import load_image
+from annotator.core.model import Person
+from annotator.core.project import Project
+from annotator.review.queue import image_queue, person_queue, point_queue, spread
 
-from .conftest import GT_DEV, MEDIA, gt_images
+from tests.conftest import GT_DEV, MEDIA, gt_images
 
 
 # -- real model, real photos ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def estimator():
-    from annotator.prefill import estimator_settings, make_estimator
-    from annotator.settings import DEFAULTS
+    from annotator.prefill.run import estimator_settings, make_estimator
+    from annotator.core.settings import DEFAULTS
     return make_estimator(estimator_settings({"prefill": DEFAULTS["prefill"]}))
 
 
 @pytest.fixture(scope="module")
 def clear_people(estimator, gt_dev):
     """(rgb, Person, TTA variants) for the first clear single-person photos the model finds."""
-    from annotator.prefill import to_person
+    from annotator.prefill.run import to_person
     out = []
     for im in gt_images(gt_dev, "coco_mini", n_people=1, limit=6):
         rgb = load_image(GT_DEV / "images" / im["file_name"])
@@ -35,7 +36,7 @@ def clear_people(estimator, gt_dev):
         if len(poses) != 1 or poses[0].roi[2] < 250:       # one person, big enough to be "clear"
             continue
         p = to_person(poses[0], rgb.shape[1], rgb.shape[0])
-        out.append((rgb, p, S.tta_predictions(estimator, rgb, tuple(poses[0].roi))))
+        out.append((rgb, p, R.tta_predictions(estimator, rgb, tuple(poses[0].roi))))
         if len(out) == 3:
             break
     assert len(out) >= 2, "the model should find the person on at least 2 clear COCO photos"
@@ -44,7 +45,7 @@ def clear_people(estimator, gt_dev):
 
 def test_tta_agrees_with_itself_on_clear_photos(clear_people):
     for rgb, p, variants in clear_people:
-        assert set(variants) == {v[0] for v in S.TTA_VARIANTS}
+        assert set(variants) == {v[0] for v in R.TTA_VARIANTS}
         f = S.tta_features(p.xy, variants)
         # the body's big joints land within an OKS-0.5 radius (1.18 units) under every transform
         torso_limbs = [11, 12, 23, 24]
@@ -80,14 +81,14 @@ def test_point_moved_far_away_becomes_the_most_suspicious(clear_people):
 
 def test_heatmap_is_sure_where_the_model_put_a_point_and_not_elsewhere(estimator, clear_people):
     rgb, p, _ = clear_people[0]
-    roi = S.roi_from_points(p.xy)
-    at, spread = S.heat_stats(estimator, rgb, roi, p.xy)
+    roi = R.roi_from_points(p.xy)
+    at, spread = R.heat_stats(estimator, rgb, roi, p.xy)
     assert np.median(at[[11, 12, 23, 24, 13, 14]]) > 0.5
     q = p.xy.copy()
     q[:, 0] += 0.5 * S.torso_length(p.xy)                           # every point half a torso to the right
-    off, _ = S.heat_stats(estimator, rgb, roi, q)
+    off, _ = R.heat_stats(estimator, rgb, roi, q)
     assert np.median(off) < np.median(at) - 0.2
-    f = S.person_tta_features(estimator, rgb, p.xy, roi)
+    f = R.person_tta_features(estimator, rgb, p.xy, roi)
     assert set(f) == set(S.TTA_SIGNALS) and np.allclose(f["heat"], 1 - at)
     # the heatmap's spread: a few cells wide where the person is clear, and larger on a crop that
     # holds the person at a quarter of the size (each cell covers 4x the pixels, the peaks blur)
@@ -96,7 +97,7 @@ def test_heatmap_is_sure_where_the_model_put_a_point_and_not_elsewhere(estimator
     assert np.median(spread[body]) < 0.25 * S.torso_length(p.xy), spread[body]
     assert np.allclose(f["heat_spread"], np.log1p(S.oks_units(spread, S.tta_area(p.xy, rgb.shape[1], rgb.shape[0]))))
     wide = (roi[0], roi[1], 4 * roi[2], 4 * roi[3], roi[4])
-    _, spread4 = S.heat_stats(estimator, rgb, wide, p.xy)
+    _, spread4 = R.heat_stats(estimator, rgb, wide, p.xy)
     assert np.median(spread4[body]) > np.median(spread[body])
 
 
@@ -106,12 +107,12 @@ def test_prefill_hook_reuses_predicts_heatmap(estimator, clear_people, monkeypat
     rgb = clear_people[0][0]
     poses = estimator.predict(rgb)
     assert poses and all(estimator.heatmap_of(p) is not None for p in poses)
-    fresh = [S.person_tta_features(estimator, rgb, p.xy, p.roi) for p in poses]
+    fresh = [R.person_tta_features(estimator, rgb, p.xy, p.roi) for p in poses]
     calls = []
     run = estimator.run_landmark_model
     monkeypatch.setattr(estimator, "run_landmark_model", lambda crop: calls.append(1) or run(crop))
-    got = S.tta_for_poses(estimator, rgb, poses)
-    assert len(calls) == len(poses) * (len(S.TTA_VARIANTS) + len(S.PARTS))
+    got = R.tta_for_poses(estimator, rgb, poses)
+    assert len(calls) == len(poses) * (len(R.TTA_VARIANTS) + len(R.PARTS))
     for a, b in zip(got, fresh):
         assert set(a) == set(b) and all(np.allclose(a[k], b[k], equal_nan=True) for k in a)
     estimator.predict(clear_people[1][0])                  # another image: the old poses' heatmaps are gone
@@ -137,7 +138,7 @@ def test_shifted_crops_move_with_the_roi_axes():
     import math
     spy = _SpyEstimator()
     rgb = np.zeros((100, 200, 3), np.uint8)
-    S.tta_predictions(spy, rgb, (100.0, 50.0, 40.0, 40.0, math.pi / 2),
+    R.tta_predictions(spy, rgb, (100.0, 50.0, 40.0, 40.0, math.pi / 2),
                       variants=(("right", False, 1.0, 0.0, 0.1, 0.0), ("plain", False, 1.0, 0.0)))
     (x, y, w, h, r), plain = spy.rois
     assert plain == (100.0, 50.0, 40.0, 40.0, math.pi / 2)
@@ -153,10 +154,10 @@ def test_part_crops_are_zoomed_on_each_part_and_merged():
     xy[:23] = [[100.0, 40.0], [140.0, 120.0]] * 11 + [[120.0, 80.0]]       # upper body: box 100..140, 40..120
     xy[23:] = [[90.0, 150.0], [150.0, 250.0]] * 5                           # legs: box 90..150, 150..250
     spy = _SpyEstimator()
-    out = S.part_predictions(spy, np.zeros((300, 300, 3), np.uint8), (120.0, 140.0, 200.0, 180.0, math.pi / 6), xy)
-    assert set(out) == {"parts"} and len(spy.rois) == len(S.PARTS) == 2
-    assert spy.rois[0] == pytest.approx((120.0, 80.0, 200 * S.PART_SCALE, 200 * S.PART_SCALE, math.pi / 6))
-    assert spy.rois[1] == pytest.approx((120.0, 200.0, 200 * S.PART_SCALE, 200 * S.PART_SCALE, math.pi / 6))
+    out = R.part_predictions(spy, np.zeros((300, 300, 3), np.uint8), (120.0, 140.0, 200.0, 180.0, math.pi / 6), xy)
+    assert set(out) == {"parts"} and len(spy.rois) == len(R.PARTS) == 2
+    assert spy.rois[0] == pytest.approx((120.0, 80.0, 200 * R.PART_SCALE, 200 * R.PART_SCALE, math.pi / 6))
+    assert spy.rois[1] == pytest.approx((120.0, 200.0, 200 * R.PART_SCALE, 200 * R.PART_SCALE, math.pi / 6))
     assert (out["parts"][:23] == 1.0).all() and (out["parts"][23:] == 2.0).all()
 
 
@@ -168,8 +169,8 @@ def dev_reruns(estimator, gt_dev):
 
     Signals per point: parts (part crops alone, torso units), tta (the shipped mean, tta_area
     units), tta_torso (same mean, torso units), tta_more (the mean with the left-out crops added)."""
-    from annotator import metrics
-    from annotator.prefill import to_person
+    from annotator.review import metrics
+    from annotator.prefill.run import to_person
     more = (("rot_plus", False, 1.0, 15.0), ("rot_minus", False, 1.0, -15.0), ("scale_up", False, 1.2, 0.0))
     preds, areas = {}, {}
     for im in gt_dev["images"]:
@@ -181,8 +182,8 @@ def dev_reruns(estimator, gt_dev):
         for pose in estimator.predict(rgb):
             p = to_person(pose, w, h)
             roi = tuple(pose.roi)
-            v = S.tta_predictions(estimator, rgb, roi, variants=S.TTA_VARIANTS + more)
-            v.update(S.part_predictions(estimator, rgb, roi, p.xy))
+            v = R.tta_predictions(estimator, rgb, roi, variants=R.TTA_VARIANTS + more)
+            v.update(R.part_predictions(estimator, rgb, roi, p.xy))
             shipped = {k: x for k, x in v.items() if k not in {m[0] for m in more}}
             torso, area = S.torso_area(p.xy), S.tta_area(p.xy, w, h)
             p.meta = {"parts": S.oks_units(np.linalg.norm(v["parts"] - p.xy, axis=1), torso),
@@ -410,7 +411,7 @@ def test_image_and_point_queue_order_and_diversity(tmp_path):
 
 def test_temporal_jump_in_a_real_video(tmp_path):
     """Three consecutive real frames pre-filled with tracking; one point of the middle frame dragged away."""
-    from annotator.prefill import prefill
+    from annotator.prefill.run import prefill
     video = MEDIA / "videos" / "openpose_video.avi"
     proj, _ = Project.create(tmp_path / "v", [video], stride=1)
     with proj:
@@ -435,7 +436,7 @@ def test_temporal_jump_in_a_real_video(tmp_path):
 
 def test_prefill_stores_tta_with_the_points_and_scores_the_queue(tmp_path, gt_dev):
     """Pre-fill's workers compute the re-run signals; the queue is scored when pre-fill ends."""
-    from annotator.prefill import estimator_settings, prefill
+    from annotator.prefill.run import estimator_settings, prefill
     files = [GT_DEV / "images" / im["file_name"] for im in gt_images(gt_dev, "coco_mini", n_people=1, limit=2)]
     proj, _ = Project.create(tmp_path / "p", files)
     with proj:

@@ -8,12 +8,12 @@ import pytest
 import torch
 from ai_edge_litert.interpreter import Interpreter
 
-from annotator import mp_models
-from annotator.errors import UserError
-from annotator.tflite_torch import (FEATURES, POSE_OUTPUTS, export_onnx, load_pose_landmark,
+from annotator.prefill import models as mp_models
+from annotator.core.errors import UserError
+from annotator.prefill.tflite_torch import (FEATURES, POSE_OUTPUTS, export_onnx, load_pose_landmark,
                                     read_graph)
 
-from .conftest import MEDIA
+from tests.conftest import MEDIA
 
 # Photos whose centred square crop holds one clearly visible person (MediaPipe's pose flag > 0.9).
 PEOPLE = ("alphapose_demo_2.jpg", "openpifpaf_000000081988.jpg", "openpose_COCO_val2014_000000000589.jpg",

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from annotator.workers import WorkerDied, Workers
+from annotator.prefill.workers import WorkerDied, Workers
 
-from .conftest import REPO
-from .test_prefill import _alive
+from tests.conftest import REPO
+from tests.test_prefill import _alive
 
 # Both ways a pool starts: the command line forks, the app and tests spawn. The task functions are
 # module-level so spawned children can import them; forked ones in this process run only them.
@@ -167,7 +167,7 @@ KILLED_MID_SEND = """
 import os, sys, time
 sys.path.insert(0, sys.argv[1])
 import multiprocessing as mp
-from annotator.workers import Workers
+from annotator.prefill.workers import Workers
 from tests.test_workers import big_answer
 pool = Workers(2, big_answer, context=mp.get_context("fork"))
 print(" ".join(str(s.proc.pid) for s in pool.slots), flush=True)
@@ -200,8 +200,8 @@ def test_workers_leave_when_the_main_process_is_killed_while_they_send():
 
 CRASH_ONE = """
 import json, os, signal, sys
-import annotator.prefill as pf
-from annotator.project import Project
+import annotator.prefill.run as pf
+from annotator.core.project import Project
 victim = sys.argv[2]
 real = pf._run_task
 def crash_on_victim(task):
@@ -216,7 +216,8 @@ with Project.open(sys.argv[1]) as proj:
     again = pf.prefill(proj, workers=2, progress=False, tta=False)
     retried = pf.prefill(proj, workers=2, progress=False, tta=False, retry_failed=True)
     after = {r.file_name: r.status for r in proj.store.images()}
-print(json.dumps({"method": pf._start_method(), "summary": s, "rows": rows, "again": again["images"],
+from annotator.prefill import estimator
+print(json.dumps({"method": estimator._start_method(), "summary": s, "rows": rows, "again": again["images"],
                   "retried": retried["done"], "after": after}))
 """
 
@@ -224,9 +225,9 @@ print(json.dumps({"method": pf._start_method(), "summary": s, "rows": rows, "aga
 def test_prefill_marks_the_photo_of_a_dead_worker_failed_and_goes_on(tmp_path, gt_dev):
     """In a plain process, as the CLI runs it: the photo whose worker crashed is recorded failed
     with the reason, every other photo is done; `--retry-failed` (and only it) tries it again."""
-    from annotator.project import Project
+    from annotator.core.project import Project
 
-    from .test_prefill import copy_photos
+    from tests.test_prefill import copy_photos
     ims = [im for im in gt_dev["images"] if im["source"].startswith("coco")][:6]
     copy_photos(ims, tmp_path / "in")
     Project.create(tmp_path / "p", [tmp_path / "in"])[0].close()

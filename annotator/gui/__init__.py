@@ -1,4 +1,5 @@
-"""The Dear PyGui desktop app: a thin layer that draws annotator.gui_state.AppState.
+"""The desktop app. `state`, `conflicts`, `propagate` and `keys` are headless (tested without a
+display); only `app` imports Dear PyGui and draws `state.AppState`.
 
-Imports dearpygui; nothing headless may import this package.
+May import: every package below it (core, review, prefill, distill, cvat, exporters).
 """

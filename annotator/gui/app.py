@@ -13,12 +13,12 @@ import time
 import dearpygui.dearpygui as dpg
 import numpy as np
 
-from .. import skeleton as sk
-from ..errors import UserError
-from ..gui_conflicts import ghost_segments
-from ..gui_state import AppState, point_style
-from ..model import NOT_LABELLED, OCCLUDED, VIS_NAMES, VISIBLE
-from . import keys
+from annotator.core import skeleton as sk
+from annotator.core.errors import UserError
+from annotator.gui.conflicts import ghost_segments
+from annotator.gui.state import AppState, point_style
+from annotator.core.model import NOT_LABELLED, OCCLUDED, VIS_NAMES, VISIBLE
+from annotator.gui import keys
 
 LEFT_W, RIGHT_W = 270, 470
 BOTTOM_H = 56          # frame slider + status line
@@ -127,7 +127,7 @@ class App:
             self.conflict_rows = dpg.add_group()
             dpg.add_separator()
         dpg.add_text("Review queue")
-        from ..gui_state import FILTERS
+        from annotator.gui.state import FILTERS
         dpg.add_combo(list(FILTERS), default_value=self.state.queue.filter, width=-1,
                       callback=lambda s, a: self._set_filter(a))
         self.queue_count = dpg.add_text("")

@@ -1,0 +1,286 @@
+"""Every user action is a command on the core: logged, undoable, saved at once.
+
+The GUI, the CLI, CVAT sync and the tests all call these methods; none of
+them writes points directly. Each command computes the new state of the
+persons it touches and hands (before, after) pairs to the store, which writes
+them and the history entry in one transaction. Undo and redo are new history
+entries that restore a previous state, so the log stays append-only and the
+audit trail shows the undo too (the SLEAP command pattern, but persistent).
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Callable
+
+import numpy as np
+
+from annotator.core import skeleton as sk
+from annotator.core.errors import UserError
+from annotator.core.model import NOT_LABELLED, OCCLUDED, VISIBLE, Person
+from annotator.core.store import Store
+
+
+class Session:
+    """One annotator's editing session on a project store."""
+
+    def __init__(self, store: Store, annotator: str = ""):
+        self.store = store
+        self.annotator = annotator or "anonymous"
+        self.id = uuid.uuid4().hex[:12]
+        self._undo: list[int] = []
+        self._redo: list[int] = []
+        self.listeners: list[Callable[[set[int]], None]] = []
+        self._attached: dict[int, tuple[Callable[[], None], Callable[[], None]]] = {}
+
+    @property
+    def actor(self) -> str:
+        return f"annotator:{self.annotator}"
+
+    # -- plumbing ----------------------------------------------------------
+    def _get(self, person_id: int) -> Person:
+        p = self.store.load_person(person_id)
+        if p is None:
+            raise UserError(f"person {person_id} is deleted")
+        return p
+
+    def _commit(self, command: str, changes, args: dict | None = None, undoable: bool = True,
+                actor: str | None = None, predicted: bool = False, **kw) -> tuple[int, list[int]]:
+        aid, ids = self.store.apply_changes(changes, actor or self.actor, command, args, self.id,
+                                            predicted=predicted, **kw)
+        if undoable:
+            self._undo.append(aid)
+            self._redo.clear()
+        images = {img for _, img, _, _ in changes}
+        for img in images:
+            self._update_review_state(img)
+        for fn in self.listeners:
+            fn(images)
+        return aid, ids
+
+    def _edit(self, command: str, person_id: int, fn: Callable[[Person], None], args: dict) -> int:
+        before = self._get(person_id)
+        after = before.copy()
+        fn(after)
+        img = self.store.person_image(person_id)
+        return self._commit(command, [(person_id, img, before, after)], {"person": person_id, **args})[0]
+
+    def _mark(self, p: Person, idx) -> None:
+        """A point a human set is verified and carries that human's name."""
+        for i in np.atleast_1d(idx):
+            p.verified[i] = True
+            p.source[i] = self.actor
+
+    def _update_review_state(self, image_id: int) -> None:
+        ids = self.store.person_ids(image_id)
+        people = [self.store.load_person(i) for i in ids]
+        if people and all(p.fully_verified for p in people):
+            state = "verified"
+        elif any(p.verified.any() for p in people) or self.store.db.execute(
+                "SELECT 1 FROM changes c JOIN actions a ON a.id=c.action_id JOIN persons q ON q.id=c.person_id"
+                " WHERE q.image_id=? AND a.actor LIKE 'annotator:%' LIMIT 1", (image_id,)).fetchone():
+            state = "in_progress"
+        else:
+            state = "to_review"
+        if self.store.image(image_id).review_state != state:
+            self.store.set_review_state(image_id, state)
+
+    # -- point edits ---------------------------------------------------------
+    def move_point(self, person_id: int, idx: int, x: float, y: float) -> int:
+        """Move one point (a point that was not labelled becomes visible)."""
+        def f(p):
+            p.xy[idx] = (x, y)
+            if p.vis[idx] == NOT_LABELLED:
+                p.vis[idx] = VISIBLE
+            self._mark(p, idx)
+        return self._edit("move_point", person_id, f, {"idx": idx, "x": x, "y": y})
+
+    def set_point(self, person_id: int, idx: int, x: float | None = None, y: float | None = None,
+                  vis: int | None = None) -> int:
+        """Points-table edit: any of x, y, visibility."""
+        if vis is not None and vis not in (NOT_LABELLED, OCCLUDED, VISIBLE):
+            raise UserError(f"visibility must be 0, 1 or 2, not {vis}")
+
+        def f(p):
+            if x is not None:
+                p.xy[idx, 0] = x
+            if y is not None:
+                p.xy[idx, 1] = y
+            if vis is not None:
+                p.vis[idx] = vis
+            self._mark(p, idx)
+        return self._edit("set_point", person_id, f, {"idx": idx, "x": x, "y": y, "vis": vis})
+
+    def set_visibility(self, person_id: int, idx: int, vis: int) -> int:
+        return self.set_point(person_id, idx, vis=vis)
+
+    def cycle_visibility(self, person_id: int, idx: int) -> int:
+        """visible -> occluded -> not labelled -> visible (one key in the GUI)."""
+        cur = int(self._get(person_id).vis[idx])
+        nxt = {VISIBLE: OCCLUDED, OCCLUDED: NOT_LABELLED, NOT_LABELLED: VISIBLE}[cur]
+        return self.set_point(person_id, idx, vis=nxt)
+
+    def move_person(self, person_id: int, dx: float, dy: float) -> int:
+        """Translate all labelled points (explicit modifier-drag in the GUI, never by accident)."""
+        def f(p):
+            m = p.labelled
+            p.xy[m] += (dx, dy)
+            p.source = [self.actor if m[i] else s for i, s in enumerate(p.source)]
+        return self._edit("move_person", person_id, f, {"dx": dx, "dy": dy})
+
+    def swap_left_right(self, person_id: int) -> int:
+        """Exchange left and right labels (the model's most common error)."""
+        def f(p):
+            q = p.flipped_lr()
+            p.xy, p.vis, p.conf, p.suspicion = q.xy, q.vis, q.conf, q.suspicion
+            p.verified = q.verified
+            p.source = [self.actor if sk.FLIP[i] != i else s for i, s in enumerate(q.source)]
+        return self._edit("swap_left_right", person_id, f, {})
+
+    def verify_person(self, person_id: int) -> int:
+        """The annotator accepts every point of this person as it is."""
+        def f(p):
+            todo = np.flatnonzero(~p.verified)
+            self._mark(p, todo)
+        return self._edit("verify_person", person_id, f, {})
+
+    def unverify_person(self, person_id: int) -> int:
+        def f(p):
+            p.verified[:] = False
+        return self._edit("unverify_person", person_id, f, {})
+
+    def verify_image(self, image_id: int) -> int | None:
+        changes = []
+        for pid in self.store.person_ids(image_id):
+            before = self._get(pid)
+            if before.fully_verified:
+                continue
+            after = before.copy()
+            self._mark(after, np.flatnonzero(~after.verified))
+            changes.append((pid, image_id, before, after))
+        if not changes:
+            if not self.store.person_ids(image_id):   # an image verified as "nobody here"
+                self.store.set_review_state(image_id, "verified")
+            return None
+        return self._commit("verify_image", changes, {"image": image_id})[0]
+
+    # -- persons -------------------------------------------------------------
+    def add_person(self, image_id: int, person: Person, source: str | None = None) -> int:
+        """Add a person (from a template or a pre-fill inside a user-drawn box)."""
+        p = person.copy()
+        if source:
+            p.source = [source] * sk.N
+        _, ids = self._commit("add_person", [(None, image_id, None, p)], {"image": image_id})
+        return ids[0]
+
+    def delete_person(self, person_id: int) -> int:
+        before = self._get(person_id)
+        img = self.store.person_image(person_id)
+        return self._commit("delete_person", [(person_id, img, before, None)], {"person": person_id})[0]
+
+    def replace_person(self, person_id: int, after: Person, command: str = "replace_person",
+                       args: dict | None = None) -> int:
+        """Set a person's whole state (CVAT pull, conflict resolution)."""
+        return self.replace_persons([(person_id, after)], command, {"person": person_id, **(args or {})})
+
+    def replace_persons(self, afters: list[tuple[int, Person]], command: str = "replace_persons",
+                        args: dict | None = None) -> int | None:
+        """Several people's new states as ONE undoable command (propagation over video frames)."""
+        changes = [(pid, self.store.person_image(pid), self._get(pid), after.copy()) for pid, after in afters]
+        if not changes:
+            return None
+        return self._commit(command, changes, args)[0]
+
+    # -- model output ------------------------------------------------------------
+    def set_predictions(self, image_id: int, persons: list[Person], model: str, undoable: bool = False) -> list[int]:
+        """Replace the image's unverified people with a model's prediction.
+
+        Images holding verified points are not touched here (pre-fill skips
+        them); that rule is enforced again so no caller can overwrite a human.
+        """
+        if self.store.has_verified(image_id):
+            raise UserError(f"image {image_id} has verified points; refusing to replace them with predictions")
+        changes = [(pid, image_id, self._get(pid), None) for pid in self.store.person_ids(image_id)]
+        for p in persons:
+            q = p.copy()
+            q.verified[:] = False
+            q.source = [model] * sk.N
+            changes.append((None, image_id, None, q))
+        if not changes:
+            return []
+        _, ids = self._commit("predict", changes, {"image": image_id, "model": model}, undoable=undoable,
+                              actor=f"model:{model}", predicted=True)
+        return ids[len(changes) - len(persons):]
+
+    def repredict_person(self, person_id: int, pred: Person, model: str) -> int | None:
+        """A model's new guess for the points of this person that no human verified."""
+        before = self._get(person_id)
+        after = before.copy()
+        todo = ~before.verified
+        if not todo.any():
+            return None
+        after.xy[todo] = pred.xy[todo]
+        after.vis[todo] = pred.vis[todo]
+        after.conf[todo] = pred.conf[todo]
+        after.suspicion[todo] = np.nan
+        for i in np.flatnonzero(todo):
+            after.source[i] = model
+        img = self.store.person_image(person_id)
+        return self._commit("repredict", [(person_id, img, before, after)], {"person": person_id, "model": model},
+                            undoable=False, actor=f"model:{model}", predicted=True)[0]
+
+    # -- undo / redo -------------------------------------------------------------
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def _restore(self, action_id: int, use_before: bool, **kw) -> int:
+        a = self.store.action(action_id)
+        changes = []
+        for pid, before, after in a["changes"]:
+            target = before if use_before else after
+            current = self.store.load_person(pid)
+            if current is not None and target is not None:
+                target = target.copy()
+                target.suspicion = current.suspicion
+            changes.append((pid, self.store.person_image(pid), current, target))
+        aid, _ = self.store.apply_changes(changes, self.actor, ("undo " if use_before else "redo ") + a["command"],
+                                          {"of": action_id}, self.id, **kw)
+        images = {img for _, img, _, _ in changes}
+        for img in images:
+            self._update_review_state(img)
+        for fn in self.listeners:
+            fn(images)
+        return aid
+
+    def attach(self, action_id: int, undo: Callable[[], None], redo: Callable[[], None]) -> None:
+        """Changes to other tables that belong to a command (e.g. the CVAT sync rows a conflict
+        resolution moved): run with its undo / redo, in the same transaction, so a crash never
+        leaves the points undone and the rest not (or the other way round)."""
+        self._attached[action_id] = (undo, redo)
+
+    def undo(self) -> int | None:
+        """Undo this session's last command; returns the undone action id."""
+        if not self._undo:
+            return None
+        aid = self._replay(self._undo[-1], undo=True)
+        self._redo.append(self._undo.pop())         # only once the transaction has committed
+        return aid
+
+    def redo(self) -> int | None:
+        if not self._redo:
+            return None
+        aid = self._replay(self._redo[-1], undo=False)
+        self._undo.append(self._redo.pop())
+        return aid
+
+    def _replay(self, aid: int, undo: bool) -> int:
+        """The action's before (undo) or after (redo) state, and its attached changes, in one transaction."""
+        with self.store.tx():
+            self._restore(aid, use_before=undo, **({"undo_of": aid} if undo else {"redo_of": aid}))
+            if aid in self._attached:
+                self._attached[aid][0 if undo else 1]()
+        return aid

@@ -1,0 +1,130 @@
+"""In-memory pose data: Person (33 points) and Frame (one image or video frame).
+
+The store loads and saves these; exporters, CVAT sync, metrics and the GUI all
+speak them, so none of those needs to know SQL. Modelled on sleap-io's
+Instance / LabeledFrame split, flattened to arrays because every consumer
+wants arrays.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from annotator.core import skeleton as sk
+
+# Visibility state per point (same numbers as COCO's v flag).
+NOT_LABELLED, OCCLUDED, VISIBLE = 0, 1, 2
+VIS_NAMES = {NOT_LABELLED: "not labelled", OCCLUDED: "occluded", VISIBLE: "visible"}
+
+# Point status.
+PREDICTED, VERIFIED = "predicted", "verified"
+
+
+def _arr(v, shape, dtype, fill):
+    if v is None:
+        return np.full(shape, fill, dtype=dtype)
+    a = np.asarray(v, dtype=dtype)
+    if a.shape != shape:
+        raise ValueError(f"expected shape {shape}, got {a.shape}")
+    return a.copy()
+
+
+@dataclass
+class Person:
+    """One person's 33 points. Arrays are indexed by skeleton.NAMES order.
+
+    xy: pixels in the (EXIF-rotated) image; vis: 0/1/2; conf: model confidence
+    in [0, 1] (NaN where no model said anything); verified: per point;
+    source: per-point provenance ("mediapipe-0.10.21/full", "round-2",
+    "annotator:alice", "import:coco").
+    """
+    xy: np.ndarray
+    vis: np.ndarray
+    conf: np.ndarray = None
+    verified: np.ndarray = None
+    source: list = None
+    suspicion: np.ndarray = None
+    score: float | None = None
+    track_id: int | None = None
+    id: int | None = None
+    rev: int = 0
+    meta: dict = field(default_factory=dict)   # reader notes, not stored (e.g. verified_known)
+
+    def __post_init__(self):
+        n = sk.N
+        self.xy = _arr(self.xy, (n, 2), np.float64, 0.0)
+        self.vis = _arr(self.vis, (n,), np.int8, NOT_LABELLED)
+        self.conf = _arr(self.conf, (n,), np.float64, np.nan)
+        self.verified = _arr(self.verified, (n,), bool, False)
+        self.suspicion = _arr(self.suspicion, (n,), np.float64, np.nan)
+        if self.source is None:
+            self.source = [""] * n
+        if len(self.source) != n:
+            raise ValueError(f"expected {n} sources, got {len(self.source)}")
+        self.source = list(self.source)
+
+    def copy(self) -> "Person":
+        return Person(self.xy, self.vis, self.conf, self.verified, list(self.source),
+                      self.suspicion, self.score, self.track_id, self.id, self.rev)
+
+    @property
+    def labelled(self) -> np.ndarray:
+        return self.vis > NOT_LABELLED
+
+    @property
+    def fully_verified(self) -> bool:
+        return bool(self.verified.all())
+
+    def bbox(self, pad: float = 0.0) -> tuple[float, float, float, float] | None:
+        """x, y, w, h around labelled points (None when nothing is labelled)."""
+        m = self.labelled
+        if not m.any():
+            return None
+        x0, y0 = self.xy[m].min(0)
+        x1, y1 = self.xy[m].max(0)
+        w, h = x1 - x0, y1 - y0
+        return (float(x0 - pad * w), float(y0 - pad * h), float(w * (1 + 2 * pad)), float(h * (1 + 2 * pad)))
+
+    def flipped_lr(self) -> "Person":
+        """Same person with left/right labels exchanged (positions stay, names swap)."""
+        p = self.copy()
+        idx = list(sk.FLIP)
+        p.xy, p.vis, p.conf = self.xy[idx].copy(), self.vis[idx].copy(), self.conf[idx].copy()
+        p.verified, p.suspicion = self.verified[idx].copy(), self.suspicion[idx].copy()
+        p.source = [self.source[i] for i in idx]
+        return p
+
+    def to_json(self) -> dict:
+        """Plain JSON (used for history entries and snapshots)."""
+        return {
+            "xy": self.xy.round(3).tolist(), "vis": self.vis.tolist(),
+            "conf": [None if np.isnan(c) else round(float(c), 5) for c in self.conf],
+            "verified": self.verified.tolist(), "source": list(self.source),
+            "score": self.score, "track_id": self.track_id,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict, id: int | None = None) -> "Person":
+        conf = [np.nan if c is None else c for c in d["conf"]]
+        return cls(d["xy"], d["vis"], conf, d["verified"], d["source"],
+                   score=d.get("score"), track_id=d.get("track_id"), id=id)
+
+
+@dataclass
+class Frame:
+    """One annotatable image: a photo, or one frame of a video.
+
+    file_name is the name used to match against other datasets: the path
+    relative to the project for photos, "<video path>#<frame index>" for video
+    frames (exported as "<video stem>_<frame:06d>.jpg").
+    """
+    file_name: str
+    width: int
+    height: int
+    persons: list[Person] = field(default_factory=list)
+    id: int | None = None
+    video: str | None = None
+    frame_index: int | None = None
+    status: str = "pending"
+    review_state: str = "to_review"

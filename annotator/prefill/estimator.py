@@ -1,0 +1,99 @@
+"""Which pose estimator a run uses, and the per-process state of the workers that run it.
+
+Shared by the pre-fill run, the re-runs for review signals (rerun.py), distillation, the app's
+"add person" and the CVAT function, so they all build the estimator from project.toml the same way.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from annotator.core.errors import UserError
+from annotator.core.model import OCCLUDED, VISIBLE, Person
+
+def to_person(pose, width: int, height: int, vis_threshold: float = 0.5) -> Person:
+    """A model's PersonPose -> Person: conf = visibility x presence, vis state thresholded (track id kept)."""
+    vis = np.asarray(pose.visibility, dtype=np.float64)
+    pres = np.asarray(pose.presence, dtype=np.float64) if getattr(pose, "presence", None) is not None \
+        and len(pose.presence) else np.ones_like(vis)
+    conf = np.clip(vis * pres, 0.0, 1.0)
+    xy = np.asarray(pose.xy, dtype=np.float64)
+    inside = (xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < height)
+    state = np.where((conf >= vis_threshold) & inside, VISIBLE, OCCLUDED).astype(np.int8)
+    return Person(xy, state, conf, score=float(pose.score), track_id=getattr(pose, "track_id", None))
+
+
+def default_model_name(kwargs: dict) -> str:
+    from importlib.metadata import version
+    variant = {0: "lite", 1: "full", 2: "heavy"}.get(kwargs.get("model_complexity", 1), "full")
+    return f"blazepose-{variant}/mediapipe-{version('mediapipe')}"
+
+
+def estimator_settings(settings: dict) -> dict:
+    s = settings["prefill"]
+    out = {"engine": s["engine"], "model_complexity": int(s["model_complexity"]),
+           "min_detection_confidence": float(s["min_detection_confidence"]),
+           "min_pose_presence": float(s["min_pose_presence"]), "max_people": int(s["max_people"])}
+    for k in ("min_keypoint_conf", "tiles", "nms_iou"):      # multi-person engine thresholds (blazepose.py)
+        if k in s:
+            out[k] = float(s[k])
+    return out
+
+
+def make_estimator(kwargs: dict, landmark_model: str | None = None):
+    from annotator.prefill.blazepose import PoseEstimator
+    est = PoseEstimator(**kwargs)
+    if landmark_model:
+        from annotator.prefill.student_runtime import attach_student
+        attach_student(est, landmark_model)
+    return est
+
+
+_EST = None
+
+
+_TTA = False
+
+
+_INIT_ERROR: Exception | None = None
+
+
+def _init_worker(kwargs: dict, landmark_model: str | None, tta: bool = False) -> None:
+    """Never raises: the error is kept and raised by the first task instead, which the main
+    process receives and reports as one line (a worker that died in its initializer would be
+    replaced and die again)."""
+    global _EST, _TTA, _INIT_ERROR
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _INIT_ERROR = None
+    try:
+        _EST = make_estimator(kwargs, landmark_model)
+    except Exception as e:          # noqa: BLE001 - handed to the main process by _run_task
+        _INIT_ERROR = e if isinstance(e, UserError) else UserError(f"the pose model did not load: {e}")
+    _TTA = bool(tta)
+
+
+_NO_FORK = ("torch", "dearpygui", "onnxruntime", "mediapipe")
+
+
+def _start_method() -> str:
+    """'fork' when it is safe, else 'spawn'.
+
+    Forked workers inherit the modules this process imported (numpy, OpenCV, LiteRT: ~0.35 s
+    a spawned worker spends importing before its first image). Forking is unsafe with other
+    threads running (a lock they hold stays locked in the child) or with torch's OpenMP pool,
+    MediaPipe's graph runtime (measured: a forked child of a process that ran mp.solutions
+    corrupts its heap and hangs) or a Dear PyGui/GL context loaded, so those processes (tests,
+    the app, distillation) spawn. The children never touch the parent's SQLite connection and
+    leave with os._exit.
+    """
+    import sys
+    import threading
+    if threading.active_count() > 1 or any(m in sys.modules for m in _NO_FORK):
+        return "spawn"
+    from annotator.prefill import blazepose  # noqa: F401  imported once here, inherited by the workers
+    from annotator.core import media  # noqa: F401
+    from annotator.review import suspicion  # noqa: F401
+    import ai_edge_litert.interpreter  # noqa: F401
+    return "fork"
+
