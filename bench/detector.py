@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = REPO / ".." / "shared" / "data" / "pose-gt-dev"
 
-from annotator.prefill.detect_onnx import BoxPose, PersonDetector  # noqa: E402
+from annotator.prefill.detect_onnx import BoxPose, PersonDetector
 
 COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07,
                         .87, .87, .89, .89]) / 10.0

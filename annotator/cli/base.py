@@ -181,7 +181,8 @@ def _plugins():
     """Subcommands that live beside their feature (gui, review, distill, cvat)."""
     import importlib
     out = []
-    for mod in ("annotator.cli.gui", "annotator.cli.review", "annotator.cli.distill", "annotator.cli.cvat"):
+    for mod in ("annotator.cli.gui", "annotator.cli.review", "annotator.cli.distill", "annotator.cli.cvat",
+                "annotator.cli.models"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:

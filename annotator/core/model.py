@@ -73,6 +73,12 @@ class Person:
         return self.vis > NOT_LABELLED
 
     @property
+    def hidden_guess(self) -> np.ndarray:
+        """Points the pre-fill placed but stored as not labelled (off the image, or not seen by the
+        per-box pose model): the guess and its confidence are kept so one key brings it back."""
+        return (self.vis == NOT_LABELLED) & np.isfinite(self.conf) & ~self.verified
+
+    @property
     def fully_verified(self) -> bool:
         return bool(self.verified.all())
 

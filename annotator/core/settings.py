@@ -17,12 +17,18 @@ DEFAULTS: dict = {
     "project": {"name": "", "annotator": ""},
     "sources": {"paths": [], "video_stride": 1},
     "prefill": {
-        "engine": "multi",
-        "model_complexity": 1,
-        # blazepose.TUNED, chosen on half of pose-gt-dev and checked on the other (bench/engine.py):
-        # person recall 0.31 (single-person legacy 0.26), 1 person on 63 no-person photos, ~30 ms/image.
-        # For photo sets of small people: tiles = 0.5 with min_keypoint_conf = 0.55 (recall 0.42,
-        # 2 false people on 63 photos, ~170 ms/image; it loses the distant people of a street video).
+        # "detector": NanoDet boxes -> MoveNet Thunder per box -> BlazePose (model_complexity 2 = Heavy)
+        # on MediaPipe's ROI from MoveNet's alignment (prefill/blazepose.py). On pose-gt-dev
+        # (bench/engine.py): person recall 0.81, OKS AP 0.34, against 0.31 / 0.16 for "multi"
+        # (MediaPipe's own face-based detector), which stays available, as does "legacy".
+        "engine": "detector",
+        "model_complexity": 2,
+        "rerun_complexity": 1,       # the review signals' 8 re-runs a person use Full: a quarter of Heavy's cost
+        "box_min_score": 0.2,        # detector boxes kept
+        "min_person_score": 0.06,    # box score x MoveNet's mean point score: a person
+        "unseen_below": 0.2,         # MoveNet point score under which a point is stored as not labelled
+        "fuse_max_term": 0.5,        # a COCO joint takes MoveNet's position where BlazePose disagrees this much
+        # engine "multi" only (blazepose.TUNED; recall 0.31, 1 person on 63 no-person photos):
         "min_detection_confidence": 0.3,
         "min_pose_presence": 0.5,
         "max_people": 20,

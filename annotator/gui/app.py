@@ -425,7 +425,12 @@ class App:
 
     def _point_cfg(self, p, i, s, sel: bool) -> dict:
         if p.vis[i] == NOT_LABELLED:
-            return {"show": False}
+            if not (sel and p.hidden_guess[i]):
+                return {"show": False}
+            # the model's guess for a point it does not see: a small grey ring on the selected
+            # person only (v brings it back as visible, a drag places it)
+            return {"show": True, "center": (float(s[i, 0]), float(s[i, 1])), "radius": 3.0,
+                    "fill": (0, 0, 0, 0), "color": (200, 200, 200, 150), "thickness": 1.0}
         st = self.state
         r, alpha = point_style(p.conf[i], st.point_size)
         col = st.colors[sk.REGIONS[i]]

@@ -532,18 +532,21 @@ class Prefetcher:
 
 def hit_point(persons: list[Person], view: View, sx: float, sy: float, radius: float = 10.0,
               prefer: int | None = None) -> tuple[int, int] | None:
-    """(person id, point index) of the labelled point nearest the cursor within `radius` screen px.
+    """(person id, point index) of the labelled point nearest the cursor within `radius` screen px
+    (for the `prefer` person, the selected one, also its hidden guesses, which the app draws faint).
 
-    Ties (points on top of each other) go to the `prefer` person (the selected one).
+    Ties (points on top of each other) go to the `prefer` person (the selected one); a labelled
+    point wins over a hidden guess at the same distance.
     """
     best, best_d = None, radius
     for p in persons:
-        m = p.labelled
+        m = p.labelled | (p.hidden_guess if p.id == prefer else False)
         if not m.any():
             continue
         s = view.to_screen(p.xy)
         d = np.hypot(s[:, 0] - sx, s[:, 1] - sy)
         d[~m] = np.inf
+        d[p.hidden_guess] += 0.25
         i = int(np.argmin(d))
         di = float(d[i]) - (0.5 if p.id == prefer else 0.0)
         if di <= best_d:

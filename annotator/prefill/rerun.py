@@ -121,7 +121,7 @@ def heat_stats(estimator, rgb: np.ndarray, roi: tuple, xy: np.ndarray, window: i
     hm = np.asarray(hm, np.float32)
     hm = hm.reshape(hm.shape[-3:])
     hh, hw = hm.shape[:2]
-    prob = 1.0 / (1.0 + np.exp(-hm[:, :, :sk.N]))
+    prob = 0.5 * (1.0 + np.tanh(0.5 * hm[:, :, :sk.N]))       # the sigmoid, without overflow on big logits
     A = np.vstack([crop_affine(roi, hw), [0.0, 0.0, 1.0]])
     uv = np.column_stack([np.asarray(xy, float)[:sk.N], np.ones(sk.N)]) @ np.linalg.inv(A)[:2].T
     r = window // 2
@@ -143,7 +143,8 @@ def heat_stats(estimator, rgb: np.ndarray, roi: tuple, xy: np.ndarray, window: i
 
 
 def person_tta_features(estimator, rgb: np.ndarray, xy: np.ndarray, roi: tuple | None = None,
-                        mirrored_rgb: np.ndarray | None = None, hm: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                        mirrored_rgb: np.ndarray | None = None, hm: np.ndarray | None = None,
+                        pose=None) -> dict[str, np.ndarray]:
     """Everything the extra model runs say about one person: the transformed crops, the part crops
     and the heatmap (hm: the crop of `roi`'s heatmap when already computed)."""
     xy = np.asarray(xy, np.float64)[:sk.N]
@@ -152,7 +153,8 @@ def person_tta_features(estimator, rgb: np.ndarray, xy: np.ndarray, roi: tuple |
     variants.update(part_predictions(estimator, rgb, roi, xy))
     hs = heat_stats(estimator, rgb, roi, xy, hm=hm)
     return tta_features(xy, variants, None if hs is None else hs[0], area=tta_area(xy, rgb.shape[1], rgb.shape[0]),
-                        heat_spread_px=None if hs is None else hs[1])
+                        heat_spread_px=None if hs is None else hs[1],
+                        engine_gap_px=getattr(pose, "engine_gap", None), engine_conf=getattr(pose, "engine_conf", None))
 
 
 @dataclass
@@ -184,7 +186,8 @@ def run_tta_job(estimator, job: TtaJob, videos: dict) -> tuple[int, list | None]
     except UserError:
         return job.image_id, None
     mirrored = np.ascontiguousarray(rgb[:, ::-1])
-    return job.image_id, [(pid, xy, person_tta_features(estimator, rgb, xy, mirrored_rgb=mirrored))
+    runner = getattr(estimator, "rerun", estimator)
+    return job.image_id, [(pid, xy, person_tta_features(runner, rgb, xy, mirrored_rgb=mirrored))
                           for pid, xy in job.people]
 
 
@@ -256,6 +259,7 @@ def tta_for_poses(estimator, rgb: np.ndarray, poses: list) -> list[dict[str, np.
     the heatmap of predict()'s own run on that ROI is reused when the estimator kept it)."""
     mirrored = np.ascontiguousarray(rgb[:, ::-1])
     heat = getattr(estimator, "heatmap_of", lambda pose: None)
-    return [person_tta_features(estimator, rgb, pose.xy, getattr(pose, "roi", None), mirrored, heat(pose))
+    runner = getattr(estimator, "rerun", estimator)     # a cheaper landmark model when the engine has one
+    return [person_tta_features(runner, rgb, pose.xy, getattr(pose, "roi", None), mirrored, heat(pose), pose)
             for pose in poses]
 

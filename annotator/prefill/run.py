@@ -156,7 +156,7 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
         tta = bool(project.settings["prefill"].get("tta", True))
     workers = int(workers or project.settings["prefill"].get("workers", 2))
     from annotator.prefill.models import check_complexity
-    check_complexity(kwargs["model_complexity"])       # before any worker starts: one clear line
+    check_complexity(kwargs["model_complexity"], legacy=kwargs.get("engine") == "legacy")  # before any worker starts
     tasks = plan(project, force, limit, retry_failed)
     total = sum(len(t.items) for t in tasks)
     summary = {"images": total, "done": 0, "failed": 0, "people": 0, "seconds": 0.0, "tta": bool(tta),

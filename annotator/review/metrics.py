@@ -364,6 +364,43 @@ def _signals(p: Person) -> dict[str, np.ndarray]:
 
 # -- the point table ------------------------------------------------------------------
 
+def defined_points(gt: GroundTruth) -> dict[str, set[int]]:
+    """source -> the BlazePose points that source labels at all (on any of its people).
+
+    Sources other than COCO label only some joints (MPII-style sets have no eyes or ears): a
+    point shown where such a source has no label is not a point its annotator would have removed.
+    """
+    out: dict[str, set[int]] = {}
+    for im in gt.images:
+        s = out.setdefault(im.source, set())
+        for gp in im.people:
+            s.update(int(i) for i in np.flatnonzero(gp.kps[:, 2] > 0))
+    return out
+
+
+def clicks(people: Sequence[dict], rows: Sequence[dict], false_people: int) -> dict:
+    """Human effort to turn the predictions into the ground truth, in clicks per GT person.
+
+    Over the GT people with >= MIN_PEOPLE_POINTS labelled COCO-17 points: a missed person costs
+    1 + one click per labelled point; a found person one drag per labelled point whose OKS term is
+    under NEEDS_FIX_OKS (a point not shown counts: it has to be placed), plus one click per point
+    shown where the human labelled nothing (`unlabel`, on points the source labels at all). Every
+    predicted person matched to nobody on an image whose people are all annotated costs one delete.
+    """
+    counted = {(p["image_id"], p["gt_ann_id"]): p for p in people if p["n_labelled"] >= MIN_PEOPLE_POINTS}
+    n = len(counted)
+    missed = sum(1 + p["n_labelled"] for p in counted.values() if not p["matched"])
+    drags = sum(1 for r in rows if r["matched"] and r["needs_fix"] and (r["image_id"], r["gt_ann_id"]) in counted)
+    unlabel = sum(p["unlabel"] for p in counted.values() if p["matched"])
+    if not n:
+        return {"clicks_per_person": math.nan, "n_clicks_people": 0}
+    parts = {"missed": missed, "drags": drags, "unlabel": unlabel, "deletes": int(false_people)}
+    out = {f"clicks_{k}_per_person": v / n for k, v in parts.items()}
+    out["clicks_per_person"] = sum(parts.values()) / n
+    out["n_clicks_people"] = n
+    return out
+
+
 @dataclass
 class _Analysis:
     gt: GroundTruth
@@ -401,6 +438,7 @@ def _analyse(gt, predictions: dict[str, list[Person]], *, min_match_oks: float =
     kept: dict[int, list[int]] = {}
     n_pred = n_dropped = n_unmatched = 0
     images = sorted(mapping.items(), key=lambda kv: kv[1].id)
+    defined = defined_points(gt)
     for key, im in images:
         preds = list(predictions[key])
         n_pred += len(preds)
@@ -421,9 +459,14 @@ def _analyse(gt, predictions: dict[str, list[Person]], *, min_match_oks: float =
             j = match.get(g)
             p = preds[j] if j is not None else None
             person_oks = float(oks[g, j]) if j is not None else 0.0
+            unlabel = 0
+            if p is not None:                   # points shown where the human labelled nothing
+                for bp in sk.COCO17_FROM_BP:
+                    if gp.kps[bp, 2] <= 0 and p.vis[bp] > 0 and bp in defined.get(im.source, ()):
+                        unlabel += 1
             people.append({"image_id": im.id, "file_name": im.file_name, "gt_ann_id": gp.ann_id,
                            "n_labelled": gp.n_labelled17, "matched": j is not None, "oks": person_oks,
-                           "tags": im.tags, "source": im.source})
+                           "tags": im.tags, "source": im.source, "unlabel": unlabel})
             if p is not None:
                 sus, sig = suspicion(p), _signals(p)
             for bp in bps:
@@ -698,6 +741,7 @@ def evaluate(gt: dict | str | Path, predictions: dict[str, list[Person]], *, que
     judged = [r for r in vk if r["matched"] and not r["missing"]]
     res["occlusion_accuracy"] = float(np.mean([(r["vis"] == OCCLUDED) == (r["gt_v"] == OCCLUDED)
                                                for r in judged])) if judged else math.nan
+    res.update(clicks(people, rows, an.n_unmatched_counted))
     res.update(queue_figures(rows, queue_key, fractions))
     res.update(_bootstrap(rows, queue_key, bootstrap, seed))
     # by image tag (small_person, non_upright, crowd, ...)
@@ -749,6 +793,10 @@ def format_report(result: dict) -> str:
         + f"  median error {f('median_error_px', '{:.1f}')} px",
         f"  person recall {f('person_recall')}  false people {f('false_people')} on "
         f"{f('false_people_images')} of {f('n_empty_images')} empty images",
+        f"  human effort: {f('clicks_per_person', '{:.2f}')} clicks per person ({f('n_clicks_people')} people "
+        f"with >= {MIN_PEOPLE_POINTS} points): missed {f('clicks_missed_per_person', '{:.2f}')}, drags "
+        f"{f('clicks_drags_per_person', '{:.2f}')}, unlabel {f('clicks_unlabel_per_person', '{:.2f}')}, "
+        f"deletes {f('clicks_deletes_per_person', '{:.2f}')}",
         f"  occlusion (where GT v is known): PCK@0.1 visible {f('pck_0_1_visible')} "
         f"({f('n_points_visible')} pts), occluded {f('pck_0_1_occluded')} ({f('n_points_occluded')} pts), "
         f"visibility agreement {f('occlusion_accuracy')}",

@@ -62,6 +62,8 @@ SIGNALS: dict[str, str] = {
     "person_tta": "the person's median transformed-crop distance",
     "heat": "1 - the landmark model's heatmap peak at the point (localisation confidence)",
     "heat_spread": "how spread out the point's heatmap is (OKS units): a blurred peak is an unsure one",
+    "engine_gap": "distance between BlazePose's point and the per-box pose model's (MoveNet), before fusing",
+    "engine_conf": "1 - the per-box pose model's score at the point (its COCO joint)",
     "bone": "bone lengths against the skeleton's statistics (torso-normalised)",
     "sym": "left/right bone length mismatch",
     "angle": "joint angle outside its plausible range",
@@ -75,7 +77,10 @@ SIGNALS: dict[str, str] = {
 # One value per person (repeated over its points): these rank whole people.
 PERSON_SIGNALS = ("person_conf", "person_score", "person_swap", "person_tta", "small", "crowd")
 # Signals that need another model run (the rest is arithmetic on stored points).
-TTA_SIGNALS = ("tta", "tta_max", "flip", "swap", "person_swap", "person_tta", "heat", "heat_spread")
+TTA_SIGNALS = ("tta", "tta_max", "flip", "swap", "person_swap", "person_tta", "heat", "heat_spread",
+               "engine_gap", "engine_conf")
+# TTA signals a model or engine may not have (NaN: no say either way)
+OPTIONAL_TTA = ("heat", "heat_spread", "engine_gap", "engine_conf")
 # Signals without calibration data on photo sets: noisy-OR prior unless a calibration weighs them.
 PRIOR_SIGNALS = ("temporal", "prev_round")
 
@@ -255,7 +260,8 @@ def tta_area(xy: np.ndarray, width: int, height: int) -> float:
 
 
 def tta_features(xy: np.ndarray, variants: dict[str, np.ndarray], heat: np.ndarray | None = None,
-                 area: float | None = None, heat_spread_px: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                 area: float | None = None, heat_spread_px: np.ndarray | None = None,
+                 engine_gap_px: np.ndarray | None = None, engine_conf: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Disagreement of `xy` with each transformed-crop prediction (already mapped back, labels unswapped).
 
     Returns per-point tta, tta_max, flip, swap, heat (1 - heatmap peak, NaN when
@@ -284,6 +290,10 @@ def tta_features(xy: np.ndarray, variants: dict[str, np.ndarray], heat: np.ndarr
     out["heat"] = np.full(sk.N, np.nan) if heat is None else 1.0 - np.asarray(heat, float)
     out["heat_spread"] = np.full(sk.N, np.nan) if heat_spread_px is None else \
         np.log1p(oks_units(np.asarray(heat_spread_px, float), area))
+    # two independent models disagreeing on a point is a reason to look at it
+    out["engine_gap"] = np.full(sk.N, np.nan) if engine_gap_px is None else \
+        np.log1p(oks_units(np.asarray(engine_gap_px, float), area))
+    out["engine_conf"] = np.full(sk.N, np.nan) if engine_conf is None else 1.0 - np.asarray(engine_conf, float)
     return out
 
 
@@ -413,7 +423,7 @@ def load_tta(store, person_id: int, xy: np.ndarray, verified: np.ndarray | None 
     for k in TTA_SIGNALS:
         v = d.get(k)
         if v is None:
-            if k in ("heat", "heat_spread"):     # optional: networks without heatmaps
+            if k in OPTIONAL_TTA:     # networks without heatmaps, engines without a per-box pose model
                 out[k] = np.full(sk.N, np.nan)
                 continue
             return None

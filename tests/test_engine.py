@@ -1,0 +1,108 @@
+"""Engine "detector" (NanoDet boxes -> MoveNet Thunder -> BlazePose Heavy) on real photos, with the
+real models: it finds the people of a crowd that MediaPipe's own detector misses, and it does not
+invent points that are off the image or that nobody can see."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from annotator.core import skeleton as sk
+from annotator.core.media import load_image
+from annotator.core.model import NOT_LABELLED
+from annotator.prefill import blazepose as bp
+from annotator.prefill.estimator import to_person
+from annotator.review import metrics as M
+
+from tests.conftest import GT_DEV
+
+pytestmark = pytest.mark.needs_data
+
+CROWD = "coco_mini/000000211325.jpg"            # five labelled people, crowd, non-upright, occluded
+FULL_BODY = "coco_mini/000000030752.jpg"        # one person, head to feet
+NO_PERSON = ["coco_no_person/000000000802.jpg", "coco_no_person/000000070133.jpg"]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return bp.PoseEstimator("detector", model_complexity=2)
+
+
+@pytest.fixture(scope="module")
+def gt():
+    return M.load_gt(GT_DEV / "annotations.json")
+
+
+def found(gt, file_name, people) -> tuple[int, int]:
+    """(GT people with >= 5 points found with OKS > 0.1, GT people with >= 5 points)."""
+    (im,) = [im for im in gt.images if im.file_name == file_name]
+    persons = [to_person(p, im.width, im.height) for p in people]
+    oks = M.oks_matrix(im.people, persons)
+    m = M.match_people(oks)
+    n = [g for g, p in enumerate(im.people) if p.n_labelled17 >= 5]
+    return sum(1 for g in n if g in m and oks[g, m[g]] > M.RECALL_OKS), len(n)
+
+
+def test_finds_the_people_of_a_crowd_that_mediapipes_detector_misses(engine, gt):
+    rgb = load_image(GT_DEV / "images" / CROWD)
+    ours, n = found(gt, CROWD, engine.predict(rgb))
+    multi, _ = found(gt, CROWD, bp.PoseEstimator("multi", **bp.TUNED).predict(rgb))
+    assert n == 5 and multi <= 1
+    assert ours >= 4
+
+
+def test_every_person_has_33_points_a_box_and_a_score_ranked(engine):
+    rgb = load_image(GT_DEV / "images" / CROWD)
+    people = engine.predict(rgb)
+    assert len(people) >= 4
+    scores = [p.score for p in people]
+    assert scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
+    for p in people:
+        assert p.xy.shape == (sk.N, 2) and np.isfinite(p.xy).all() and p.box is not None
+        assert p.unseen.shape == (sk.N,) and engine.heatmap_of(p) is not None
+
+
+def test_no_people_on_photos_with_nobody(engine):
+    assert sum(len(engine.predict(load_image(GT_DEV / "images" / f))) for f in NO_PERSON) == 0
+
+
+def test_points_off_the_image_are_not_invented(engine):
+    """The same photo with its lower half cut away: the ankles and knees are gone from the image,
+    and the pre-fill stores them as not labelled (with its guess kept) instead of drawing them."""
+    rgb = load_image(GT_DEV / "images" / FULL_BODY)
+    (whole,) = [to_person(p, rgb.shape[1], rgb.shape[0]) for p in engine.predict(rgb)][:1]
+    legs = [sk.INDEX[n] for n in ("left_knee", "right_knee", "left_ankle", "right_ankle")]
+    assert (whole.vis[legs] > 0).all()                         # the whole photo shows the legs
+    hip_y = float(whole.xy[[sk.INDEX["left_hip"], sk.INDEX["right_hip"]], 1].mean())
+    top = np.ascontiguousarray(rgb[: int(hip_y + 0.05 * rgb.shape[0])])
+    people = engine.predict(top)
+    assert people, "the upper body alone is still a person"
+    cut = to_person(people[0], top.shape[1], top.shape[0])
+    assert (cut.vis[legs] == NOT_LABELLED).all()
+    assert cut.hidden_guess[legs].all()                        # kept as guesses the app can bring back
+    arms = [sk.INDEX[n] for n in ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow")]
+    assert (cut.vis[arms] > 0).all()
+
+
+def test_a_user_box_around_one_person_gives_that_person(engine):
+    rgb = load_image(GT_DEV / "images" / FULL_BODY)
+    p = max(engine.predict(rgb), key=lambda q: q.score)
+    x0, y0, x1, y1 = p.box[:4]
+    q = engine.predict_in_box(rgb, (x0, y0, x1 - x0, y1 - y0))
+    assert q is not None and bp.pose_similarity(p, q) > 0.8
+    blank = np.zeros_like(rgb)
+    assert engine.predict_in_box(blank, (x0, y0, x1 - x0, y1 - y0)) is None
+
+
+def test_video_frames_keep_their_track_ids(engine):
+    """Shifted copies of a photo stand in for frames: each person keeps the id it got first."""
+    rgb = load_image(GT_DEV / "images" / CROWD)
+    first = engine.track(rgb, [])
+    assert len(first) >= 4 and sorted(p.track_id for p in first) == list(range(len(first)))
+    M_ = np.float32([[1, 0, 6], [0, 1, 3]])
+    moved = cv2.warpAffine(rgb, M_, (rgb.shape[1], rgb.shape[0]))
+    second = engine.track(moved, first)
+    by_id = {p.track_id: p for p in second}
+    kept = [p for p in first if p.track_id in by_id
+            and np.median(np.hypot(*(by_id[p.track_id].xy - p.xy - (6, 3)).T)) < 10]
+    assert len(kept) >= len(first) - 1
