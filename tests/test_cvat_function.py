@@ -92,7 +92,7 @@ def test_pre_fills_a_task_through_the_sdk_driver(conn, gt_dev):
                                   np.ones(int((want.vis == VISIBLE).sum()), bool) & _inside(want, f))
             assert (p.vis[want.vis == OCCLUDED] == OCCLUDED).all()
             assert np.allclose(p.conf[want.vis == VISIBLE], 0.95) and np.allclose(p.conf[want.vis == 0], 0.0)
-            assert set(p.source) == {fn.provenance} and fn.provenance.startswith("cvat-auto:blazepose-full/")
+            assert set(p.source) == {fn.provenance} and fn.provenance.startswith("cvat-auto:nanodet+movenet+blazepose-heavy/")
     # a second run with a confidence threshold replaces everything (clear_existing: PUT)
     cvataa.annotate_task(conn.client, task["id"], fn, clear_existing=True, conf_threshold=0.5)
     shapes2 = conn.get_task_annotations(task["id"])["shapes"]
@@ -128,9 +128,9 @@ def test_real_model_pre_fills_a_task(conn):
         people = [cvat_label.shape_to_person(s, lmap) for s in shapes if s["frame"] == k]
         assert people, f"no person found in {REAL_IMAGES[k]}"
         w, h = sizes[k]
+        assert max(int((p.vis == VISIBLE).sum()) for p in people) >= 8      # someone is seen well
         for p in people:
             vis = p.vis == VISIBLE
-            assert vis.sum() >= 8
             xy = p.xy[vis]
             assert ((xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)).all()
             assert np.nanmin(p.conf) >= 0 and np.nanmax(p.conf) <= 1

@@ -68,9 +68,9 @@ def test_points_land_on_the_person_in_pixels_and_the_run_is_recorded(tmp_path, g
             assert errs and min(errs) < 0.1 * max(ann["bbox"][2:]), (im["file_name"], errs)
             best = frame.persons[int(np.argmin(errs))]
             assert not best.verified.any() and best.conf.max() <= 1.0 and best.conf.min() >= 0.0
-            assert all(s.startswith("blazepose-full/mediapipe-0.10.21") for s in best.source)
+            assert all(s == "nanodet+movenet+blazepose-heavy/mediapipe-0.10.21" for s in best.source)
         run_row = p.store.runs()[-1]
-        assert run_row["kind"] == "prefill" and run_row["model"].startswith("blazepose-full")
+        assert run_row["kind"] == "prefill" and run_row["model"] == "nanodet+movenet+blazepose-heavy/mediapipe-0.10.21"
         settings = run_row["settings"]
         settings = json.loads(settings) if isinstance(settings, str) else settings
         assert settings["workers"] == 2 and "min_detection_confidence" in settings

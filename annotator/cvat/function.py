@@ -7,7 +7,7 @@
 The spec declares the `person` skeleton label of exporters.cvat_label (33
 point sublabels with `confidence` and `provenance` attributes); CVAT matches
 it to the task's label by name. detect() runs the project's pose estimator
-(annotator.prefill.blazepose, engine "multi"; imported on first use so this module
+(annotator.prefill.blazepose, engine "detector"; imported on first use so this module
 imports without it) and returns one skeleton per person with all 33
 elements: low-visibility points are `occluded`, confidence is integer
 percent. The model is loaded once per process.
@@ -108,9 +108,10 @@ class PoseFunction:
         return out
 
 
-def create(landmark_model: str = "", model_complexity: int = 1, max_people: int = 20,
+def create(landmark_model: str = "", model_complexity: int = 2, max_people: int = 20,
            min_detection_confidence: float = 0.5, vis_threshold: float = 0.5) -> PoseFunction:
-    """Factory cvat-cli calls with -p NAME=TYPE:VALUE parameters."""
+    """Factory cvat-cli calls with -p NAME=TYPE:VALUE parameters (the engine is the project default,
+    "detector"; model_complexity 2 = BlazePose Heavy, after `pose-annotator models install`)."""
     return PoseFunction({"model_complexity": int(model_complexity), "max_people": int(max_people),
                          "min_detection_confidence": float(min_detection_confidence)},
                         landmark_model or None, float(vis_threshold))

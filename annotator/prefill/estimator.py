@@ -38,7 +38,8 @@ def to_person(pose, width: int, height: int, vis_threshold: float = 0.5) -> Pers
 def default_model_name(kwargs: dict) -> str:
     from importlib.metadata import version
     variant = {0: "lite", 1: "full", 2: "heavy"}.get(kwargs.get("model_complexity", 1), "full")
-    return f"blazepose-{variant}/mediapipe-{version('mediapipe')}"
+    engine = "nanodet+movenet+" if kwargs.get("engine") == "detector" else ""
+    return f"{engine}blazepose-{variant}/mediapipe-{version('mediapipe')}"
 
 
 def estimator_settings(settings: dict) -> dict:

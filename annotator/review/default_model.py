@@ -14,18 +14,22 @@ MODEL = json.loads(r'''
  "full": {
   "format": "pose-annotator-suspicion/1",
   "features": [
-   "engine_conf"
+   "engine_conf",
+   "engine_gap"
   ],
   "mean": [
-   0.492813
+   0.492813,
+   0.617227
   ],
   "std": [
-   0.208647
+   0.208647,
+   0.687417
   ],
   "coef": [
-   1.911138
+   1.774757,
+   0.572744
   ],
-  "intercept": -2.24135,
+  "intercept": -2.333103,
   "meta": {
    "trained_on": {
     "gt": "annotations.json",
@@ -74,7 +78,7 @@ MODEL = json.loads(r'''
     ]
    },
    "n_points": 916,
-   "fitted_at": "2026-12-02 06:36:39",
+   "fitted_at": "2026-12-02 06:42:57",
    "which": "with TTA"
   }
  },
@@ -153,7 +157,7 @@ MODEL = json.loads(r'''
     ]
    },
    "n_points": 916,
-   "fitted_at": "2026-12-02 06:36:39",
+   "fitted_at": "2026-12-02 06:42:57",
    "which": "without TTA"
   }
  },
@@ -335,7 +339,7 @@ MODEL = json.loads(r'''
    ]
   },
   "n_points": 916,
-  "fitted_at": "2026-12-02 06:36:39"
+  "fitted_at": "2026-12-02 06:42:57"
  }
 }
 ''')

@@ -443,7 +443,12 @@ class SuspicionModel:
     meta: dict = field(default_factory=dict)
 
     def score(self, feats: dict[str, np.ndarray], has_tta: bool) -> np.ndarray:
-        return combine(feats, self.full if has_tta else self.cheap)
+        """With the re-run features, the full calibration, unless one of its signals is unknown for
+        the whole person (an engine without a per-box pose model, features recomputed by
+        `suspicion --tta`): it would have no say and leave every point alike, so the cheap one scores."""
+        usable = has_tta and all(np.isfinite(np.asarray(feats.get(k, np.nan), float)).any()
+                                 for k in self.full.features)
+        return combine(feats, self.full if usable else self.cheap)
 
     def uses_tta(self) -> bool:
         return any(f in TTA_SIGNALS for f in self.full.features)
@@ -776,18 +781,21 @@ def fit_model(gt, cands: dict[str, list[Candidate]], select: bool = True, meta: 
         if not select:
             return cands, {}
         point = [k for k in cands if k not in PERSON_SIGNALS]
+        fixed = [k for k in designed if k in cands]
         return choose_signals(F, y[mask], groups[mask], {
-            f"designed default ({designed})": ("fixed", [designed] if designed in cands else []),
+            f"designed default ({' + '.join(designed)})": ("fixed", fixed if designed[0] in cands else []),
             "single best signal": ("single", cands),
             "forward selection, per-point signals": ("select", point),
             "forward selection, all signals": ("select", cands)})
 
     all_rows = np.ones(len(y), bool)
-    cheap_sel, report["cheap_choice"] = choose(cheap_names, all_rows, "conf")
+    cheap_sel, report["cheap_choice"] = choose(cheap_names, all_rows, ["conf"])
     cheap = fit(feats, y, cheap_sel, l2)
     full = cheap
     if has_tta.sum() >= 50 and any(k in usable for k in TTA_SIGNALS):
-        full_sel, report["full_choice"] = choose(full_names, has_tta, "tta")
+        # the re-runs' disagreement, and where the engine has a second model, its doubt and the two
+        # models' disagreement: signals that stay meaningful for people scored without one of them
+        full_sel, report["full_choice"] = choose(full_names, has_tta, ["tta", "engine_conf", "engine_gap"])
         full = fit({k: v[has_tta] for k, v in feats.items()}, y[has_tta], full_sel, l2)
     # the stored model scores with the prior learned from all rows
     info = dict(meta or {}, n_points=len(rows), fitted_at=time.strftime("%Y-%m-%d %H:%M:%S"))
