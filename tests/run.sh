@@ -8,5 +8,5 @@ if ! command -v Xvfb >/dev/null 2>&1 || ! command -v xdotool >/dev/null 2>&1; th
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends xvfb xdotool xauth >/dev/null
 fi
 [ -x .venv/bin/python ] || python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
-.venv/bin/pip install -q -e '.[train,test]'
+.venv/bin/pip install -q -e '.[train,test,sleap]'
 exec .venv/bin/python -m pytest "$@"
