@@ -55,7 +55,7 @@ def _instance(p: Person, skel, track, verified_only: bool, occluded_visible: boo
     s = sio()
     vis = np.where(p.verified, p.vis, NOT_LABELLED) if verified_only else p.vis
     lab = vis > NOT_LABELLED
-    if not lab.any() and verified_only:
+    if not lab.any():           # nothing placed (e.g. a crowd box from COCO): no instance
         return None
     xy = np.where(lab[:, None], p.xy, np.nan)
     visible = lab if occluded_visible else vis == VISIBLE
@@ -108,8 +108,11 @@ def to_labels(frames: Iterable[Frame], video_path: Callable[[Frame], str] | None
                     tracks=[t for n, t in tracks.items() if n in used])
 
 
-def _person(inst, skel_names: list[str]) -> Person:
-    """One sleap-io instance -> Person on our 33 indices (nodes matched by name)."""
+def _person(inst, skel_names: list[str], occluded: bool) -> Person:
+    """One sleap-io instance -> Person on our 33 indices (nodes matched by name).
+
+    occluded: a placed point that is not visible is occluded (SLEAP); otherwise it is not labelled
+    (Label Studio's reader leaves unplaced points at 0, 0, not visible)."""
     s = sio()
     p = Person(None, None)
     pts = inst.points
@@ -119,7 +122,7 @@ def _person(inst, skel_names: list[str]) -> Person:
         if i is None:
             continue
         x, y = pts["xy"][j]
-        if np.isnan(x) or np.isnan(y):
+        if np.isnan(x) or np.isnan(y) or not (occluded or pts["visible"][j]):
             continue
         p.xy[i] = (x, y)
         p.vis[i] = VISIBLE if pts["visible"][j] else OCCLUDED
@@ -138,7 +141,7 @@ def _person(inst, skel_names: list[str]) -> Person:
     return p
 
 
-def from_labels(labels, name_of: Callable[[object, int], str]) -> list[Frame]:
+def from_labels(labels, name_of: Callable[[object, int], str], occluded: bool = True) -> list[Frame]:
     """Labels -> frames; name_of(video, frame_idx) is the project file name to match."""
     frames: dict[str, Frame] = {}
     for lf in labels.labeled_frames:
@@ -149,7 +152,7 @@ def from_labels(labels, name_of: Callable[[object, int], str]) -> list[Frame]:
             f = frames[name] = Frame(name, int(shape[2] or 0), int(shape[1] or 0))
         names = [n.name for n in lf.instances[0].skeleton.nodes] if lf.instances else []
         for inst in lf.instances:
-            p = _person(inst, names)
+            p = _person(inst, names, occluded)
             if p.labelled.any():
                 f.persons.append(p)
     return list(frames.values())
@@ -284,7 +287,7 @@ def read(path: Path, fmt: str, rel: Callable[[str], str] | None = None) -> tuple
             idx = 0
         name = rel(str(fn))
         return f"{name}#{idx:06d}" if kind_of(Path(name)) == "video" else name
-    return "33", from_labels(labels, name_of)
+    return "33", from_labels(labels, name_of, occluded=fmt == "slp")
 
 
 def _read_dlc(path: Path) -> list[Frame]:
@@ -309,5 +312,5 @@ def _read_dlc(path: Path) -> list[Frame]:
             num = re.findall(r"\d+", img.stem)
             name = f"{key}#{int(num[-1]) if num else 0:06d}"
             return name if "/" in key else export_name(name)
-        frames += from_labels(labels, name_of)
+        frames += from_labels(labels, name_of, occluded=False)
     return frames
