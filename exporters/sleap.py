@@ -189,6 +189,8 @@ def write(frames: Iterable[Frame], fmt: str, out: Path, video_path: Callable[[Fr
         s.save_slp(labels, str(tmp), verbose=False)
     elif fmt == "nwb":
         # sleap-io picks ndx-pose's PoseTraining when any person is a user instance, else PoseEstimation
+        # (whose writer fails on a frame without people: NWB keeps only frames with people)
+        labels.clean(frames=True, skeletons=False, tracks=False, videos=True)
         try:
             s.save_nwb(labels, str(tmp))
         finally:

@@ -267,3 +267,33 @@ def test_a_foreign_skeleton_is_refused(demo, tmp_path):
     sio.save_slp(sio.Labels([sio.LabeledFrame(v, 0, [inst])]), str(path))
     rc, _, err = run("import", demo.root, path, "--format", "slp")
     assert_one_line_error(rc, err, "fly.slp", "no BlazePose point names")
+
+
+def test_nwb_of_predictions_keeps_point_scores(tmp_path):
+    """Only model predictions: ndx-pose's PoseEstimation, point confidences kept (frames without people
+    are left out: sleap-io's writer fails on them)."""
+    proj = make_project(tmp_path / "pred", video=True)
+    with proj:
+        out = tmp_path / "pred.nwb"
+        _export(proj, "nwb", out)
+        got = {_key("nwb", lf, proj): lf for lf in sio.load_nwb(str(out)).labeled_frames}
+        ours = {k: f for k, f in _ours(proj, "nwb").items() if f.persons}
+        assert set(got) == set(ours) and any(k[1] > 0 for k in got)
+        for key, f in ours.items():
+            for p, inst in zip(f.persons, got[key].instances):
+                assert isinstance(inst, sio.PredictedInstance)
+                lab = p.labelled
+                np.testing.assert_allclose(_by_name(inst)[lab], p.xy[lab], atol=0.01)
+                np.testing.assert_allclose(_by_name(inst, "score")[lab], p.conf[lab], atol=1e-5)
+
+
+def test_verified_only_leaves_out_predicted_points(demo, tmp_path):
+    out = tmp_path / "v.slp"
+    s = xs.write(demo.store.iter_frames(), "slp", out, xs.media_path(demo.root), verified_only=True)
+    lfs = sio.load_slp(str(out)).labeled_frames
+    n_verified = sum(int(p.verified.sum()) for f in demo.store.iter_frames() for p in f.persons)
+    got = [i for lf in lfs for i in lf.instances]
+    assert s["people"] == len(got) and got and not any(isinstance(i, sio.PredictedInstance) for i in got)
+    placed = [~np.isnan(i.numpy(invisible_as_nan=False)).any(1) for i in got]
+    assert sum(int(m.sum()) for m in placed) == n_verified
+    assert all(i.points["complete"][m].all() for i, m in zip(got, placed))
