@@ -27,6 +27,8 @@ WRITE_FORMATS = ("slp", "dlc", "labelstudio", "nwb")
 READ_FORMATS = ("slp", "dlc", "labelstudio")
 INSTALL = "pip install -e '.[sleap]'"
 DLC_SCORER = "pose-annotator"
+PHOTOS = "photos"                       # the DeepLabCut folder of all photos
+NAMES = "pose-annotator-names.json"     # in each folder: which photo or video frame each PNG is
 
 
 def sio():
@@ -72,13 +74,14 @@ def _instance(p: Person, skel, track, verified_only: bool, occluded_visible: boo
 
 def to_labels(frames: Iterable[Frame], video_path: Callable[[Frame], str] | None = None,
               verified_only: bool = False, occluded_visible: bool = False, slot_tracks: bool = False,
-              open_videos: bool = False):
+              open_videos: bool = False, frame_of: Callable[[Frame], int] | None = None):
     """Frames -> sleap_io.Labels.
 
     video_path(frame): the file a photo's or a video frame's Video points at (default: the
     project-relative name). slot_tracks: the k-th person of every frame is track "person<k+1>"
     (DeepLabCut's individuals) instead of our track ids. open_videos: open the media (NWB's writer
-    reads frame counts and sizes from them); otherwise the sizes come from the frames.
+    reads frame counts and sizes from them); otherwise the sizes come from the frames. frame_of(frame):
+    its index in its Video (default: the video frame's index, 0 for a photo).
     """
     s = sio()
     skel = skeleton()
@@ -89,7 +92,7 @@ def to_labels(frames: Iterable[Frame], video_path: Callable[[Frame], str] | None
     for f in frames:
         path = video_path(f)
         v = videos.get(path)
-        idx = f.frame_index if f.video is not None else 0
+        idx = frame_of(f) if frame_of else f.frame_index if f.video is not None else 0
         if v is None:
             v = videos[path] = s.Video(filename=path, open_backend=open_videos,
                                        backend_metadata={"shape": (idx + 1, f.height, f.width, 3)})
@@ -178,7 +181,7 @@ def write(frames: Iterable[Frame], fmt: str, out: Path, video_path: Callable[[Fr
     out = Path(out)
     frames = list(frames)
     if fmt == "dlc":
-        return _write_dlc(frames, out, image_source, verified_only)
+        return _write_dlc(frames, out, image_source, verified_only, video_path or (lambda f: f.file_name))
     # NWB and Label Studio have no occluded-but-placed state: those points keep their place, as labelled
     labels = to_labels(frames, video_path, verified_only, occluded_visible=fmt != "slp", open_videos=fmt == "nwb")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -215,24 +218,32 @@ def _write_labelstudio(labels, frames: list[Frame], out: Path, video_path) -> No
         json.dump(tasks, fh)
 
 
-def _dlc_folders(frames: list[Frame]) -> dict[str, str]:
-    """labeled-data folder per photo/video: its base name, or the whole quoted path where two clash."""
-    keys = sorted({f.video or f.file_name for f in frames})
-    base: dict[str, int] = {}
+def _dlc_folders(frames: list[Frame]) -> dict[str | None, str]:
+    """labeled-data folder per video: its stem, as DeepLabCut names them (the whole quoted path where
+    two clash); all photos go to one folder, PHOTOS, as DLC keeps one folder per entry of video_sets."""
+    keys = sorted({f.video for f in frames if f.video is not None})
+    stems: dict[str, int] = {PHOTOS: 1}
     for k in keys:
-        base[Path(k).name] = base.get(Path(k).name, 0) + 1
-    return {k: Path(k).name if base[Path(k).name] == 1 else quote(k, safe="") for k in keys}
+        stems[Path(k).stem] = stems.get(Path(k).stem, 0) + 1
+    out: dict[str | None, str] = {k: Path(k).stem if stems[Path(k).stem] == 1 else quote(k, safe="") for k in keys}
+    out[None] = PHOTOS
+    return out
 
 
-def _write_dlc(frames: list[Frame], out: Path, image_source, verified_only: bool) -> dict:
-    """A DeepLabCut labeled-data tree: labeled-data/<photo or video>/CollectedData_<scorer>.csv beside
-    its frames as img<frame>.png (what DLC's labelling GUI and sleap-io's reader expect)."""
+def _write_dlc(frames: list[Frame], out: Path, image_source, verified_only: bool, video_path) -> dict:
+    """A DeepLabCut labeled-data tree: labeled-data/<video or "photos">/CollectedData_<scorer>.csv
+    beside its frames as img<index>.png (what DLC's labelling GUI and sleap-io's reader expect).
+    sleap-io names the PNGs by index, so each folder also gets NAMES: which photo or video frame each
+    PNG is (DLC ignores it)."""
+    import json
+
     import cv2
     s = sio()
     folders = _dlc_folders(frames)
+    photo_index = {id(f): k for k, f in enumerate(f for f in frames if f.video is None)}
     multi = max((len(f.persons) for f in frames), default=0) > 1
-    labels = to_labels(frames, lambda f: folders[f.video or f.file_name] + ".png", verified_only,
-                       occluded_visible=True, slot_tracks=multi)
+    labels = to_labels(frames, lambda f: folders[f.video] + ".png", verified_only, occluded_visible=True,
+                       slot_tracks=multi, frame_of=lambda f: f.frame_index if f.video else photo_index[id(f)])
     if multi:   # every CSV gets the same individuals, also those with fewer people
         k = max(len(f.persons) for f in frames)
         names = {t.name: t for t in labels.tracks}
@@ -249,8 +260,11 @@ def _write_dlc(frames: list[Frame], out: Path, image_source, verified_only: bool
             if image_source is not None:
                 src = image_source(f)
                 rgb = load_image(src) if isinstance(src, Path) else src
-                cv2.imwrite(str(folder / f"img{lf.frame_idx:04d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                cv2.imwrite(str(folder / _png(lf.frame_idx)), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
                             [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        with open(folder / NAMES, "w", encoding="utf-8") as fh:
+            json.dump({_png(lf.frame_idx): video_path(f) + ("" if f.video is None else f"#{f.frame_index:06d}")
+                       for lf, f in group}, fh, indent=0)
         part = s.Labels(labeled_frames=[lf for lf, _ in group], videos=[group[0][0].video],
                         skeletons=labels.skeletons, tracks=labels.tracks)
         csv = folder / f"CollectedData_{DLC_SCORER}.csv"
@@ -258,6 +272,10 @@ def _write_dlc(frames: list[Frame], out: Path, image_source, verified_only: bool
         s.save_csv(part, str(tmp), format="dlc", scorer=DLC_SCORER, include_score=False)
         os.replace(tmp, csv)
     return {"images": len(labels.labeled_frames), "people": people}
+
+
+def _png(index: int) -> str:
+    return f"img{index:04d}.png"         # sleap-io's DLC writer's row names
 
 
 # -- reading ------------------------------------------------------------------
@@ -273,7 +291,7 @@ def read(path: Path, fmt: str, rel: Callable[[str], str] | None = None) -> tuple
     rel = rel or (lambda p: p)
     try:
         if fmt == "dlc":
-            return "33", _read_dlc(path)
+            return "33", _read_dlc(path, rel)
         labels = s.load_slp(str(path)) if fmt == "slp" else s.load_labelstudio(str(path))
     except UserError:
         raise
@@ -292,8 +310,12 @@ def read(path: Path, fmt: str, rel: Callable[[str], str] | None = None) -> tuple
     return "33", from_labels(labels, name_of, occluded=fmt == "slp")
 
 
-def _read_dlc(path: Path) -> list[Frame]:
-    """One CSV, or a folder holding labeled-data/*/CollectedData_*.csv (what write() makes)."""
+def _read_dlc(path: Path, rel: Callable[[str], str]) -> list[Frame]:
+    """One CSV, or a folder holding labeled-data/*/CollectedData_*.csv (what write() makes).
+
+    A frame's name: from NAMES where the folder has it; else, as DeepLabCut extracts frames
+    (labeled-data/<video stem>/img<frame>.png), our export name of that video frame."""
+    import json
     s = sio()
     csvs = sorted(path.glob("labeled-data/*/CollectedData_*.csv")) if path.is_dir() else [path]
     if not csvs:
@@ -302,17 +324,20 @@ def _read_dlc(path: Path) -> list[Frame]:
     for csv in csvs:
         try:
             labels = s.load_dlc(str(csv), config=False)
+            names = json.loads((csv.parent / NAMES).read_text()) if (csv.parent / NAMES).exists() else {}
         except Exception as e:
-            raise UserError(f"{csv}: not a DeepLabCut CSV ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from None
+            raise UserError(f"{csv}: not a DeepLabCut CSV ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
         _no_node_in_common(labels, csv)
 
         def name_of(video, idx):
             img = Path(video.filename[idx] if isinstance(video.filename, list) else video.filename)
-            key = unquote(img.parent.name)
-            if kind_of(Path(key)) != "video":
-                return key
+            if img.name in names:
+                media, _, frame = names[img.name].rpartition("#")
+                if media and kind_of(Path(media)) == "video":
+                    return f"{rel(media)}#{frame}"
+                return rel(names[img.name])
             num = re.findall(r"\d+", img.stem)
-            name = f"{key}#{int(num[-1]) if num else 0:06d}"
-            return name if "/" in key else export_name(name)
+            return export_name(f"{unquote(img.parent.name)}#{int(num[-1]):06d}") if num else img.name
         frames += from_labels(labels, name_of, occluded=False)
     return frames

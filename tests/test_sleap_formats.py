@@ -9,18 +9,24 @@ then imported into a fresh project of the same media and compared again.
 from __future__ import annotations
 
 import json
+import os
 import re
-import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sio = pytest.importorskip("sleap_io", reason="the 'sleap' extra is not installed")
+try:
+    import sleap_io as sio
+except ImportError:
+    sio = None
+needs_sio = pytest.mark.skipif(sio is None, reason="the 'sleap' extra is not installed")
 
 from annotator.core import skeleton as sk
 from annotator.core.importing import import_frames
-from annotator.core.model import NOT_LABELLED, VISIBLE
+from annotator.core.model import VISIBLE
 from annotator.core.project import Project
 from exporters import sleap as xs
 from exporters.coco import read_coco
@@ -88,9 +94,14 @@ def _sio_load(fmt, out: Path) -> list:
 def _key(fmt, lf, proj) -> tuple[str, int]:
     """(media path as the project names it, frame index) of a sleap-io labeled frame."""
     fn = lf.video.filename
-    if fmt == "dlc":                         # labeled-data/<photo or video>/img<frame>.png
+    if fmt == "dlc":                         # labeled-data/<video or "photos">/img<index>.png
         img = Path(fn[lf.frame_idx] if isinstance(fn, list) else fn)
-        return img.parent.name, int(re.findall(r"\d+", img.stem)[-1])
+        name = json.loads((img.parent / xs.NAMES).read_text())[img.name]
+        if img.parent.name == xs.PHOTOS:
+            return proj.rel(name), 0
+        media, frame = name.rsplit("#", 1)
+        assert img.parent.name == Path(media).stem and int(re.findall(r"\d+", img.stem)[-1]) == int(frame)
+        return proj.rel(media), int(frame)
     if isinstance(fn, list):
         fn, idx = fn[lf.frame_idx], 0
     else:
@@ -110,21 +121,24 @@ def _by_name(inst, field="xy"):
     return out
 
 
-def _ours(proj, fmt) -> dict:
+def _ours(proj) -> dict:
     out = {}
     for f in proj.store.iter_frames():
-        name = f.video or f.file_name
-        out[(Path(name).name if fmt == "dlc" else name, f.frame_index if f.video else 0)] = f
+        if f.video is None:
+            out[(f.file_name, 0)] = f
+        else:
+            out[(f.video, f.frame_index)] = f
     return out
 
 
+@needs_sio
 @pytest.mark.parametrize("fmt", xs.WRITE_FORMATS)
 @pytest.mark.parametrize("which", ["demo", "gt100"])
 def test_sleap_io_reads_back_what_we_wrote(request, tmp_path, which, fmt):
     proj = request.getfixturevalue(which)
     out = tmp_path / OUT[fmt]
     s = _export(proj, fmt, out)
-    ours = _ours(proj, fmt)
+    ours = _ours(proj)
     lfs = _sio_load(fmt, out)
     got = {_key(fmt, lf, proj): lf for lf in lfs}
     with_people = {k for k, f in ours.items() if any(p.labelled.any() for p in f.persons)}
@@ -176,6 +190,7 @@ def _people(proj) -> dict:
     return out
 
 
+@needs_sio
 @pytest.mark.parametrize("fmt", xs.READ_FORMATS)
 @pytest.mark.parametrize("which", ["demo", "gt100"])
 def test_import_into_a_fresh_project_gives_the_same_points(request, tmp_path, which, fmt):
@@ -199,6 +214,22 @@ def test_import_into_a_fresh_project_gives_the_same_points(request, tmp_path, wh
             assert all(set(x[2]) == {VISIBLE} and all(x[3]) for x in b[name]), name
 
 
+@needs_sio
+def test_a_dlc_folder_without_our_names_matches_video_frames_by_index(demo, tmp_path):
+    """As DeepLabCut extracts them: labeled-data/<video stem>/img<frame>.png."""
+    out = tmp_path / "dlc"
+    _export(demo, "dlc", out)
+    csv = next(out.glob("labeled-data/mmpose_demo/CollectedData_*.csv"))
+    (csv.parent / xs.NAMES).unlink()
+    _, frames = xs.read(csv, "dlc")
+    assert sorted(f.file_name for f in frames) == [f"mmpose_demo_{i:06d}.jpg" for i in range(5)]
+    ours = {Path(f.file_name).name: f for f in demo.store.iter_frames() if f.video}
+    for f in frames:
+        p, q = ours[f"mmpose_demo.mp4#{f.file_name[-10:-4]}"].persons[0], f.persons[0]
+        np.testing.assert_allclose(q.xy[p.labelled], p.xy[p.labelled], atol=0.01)
+
+
+@needs_sio
 def test_slp_import_keeps_confidence_and_tracks(demo, tmp_path):
     out = tmp_path / "x.slp"
     _export(demo, "slp", out)
@@ -214,6 +245,7 @@ def test_slp_import_keeps_confidence_and_tracks(demo, tmp_path):
     assert n > 0
 
 
+@needs_sio
 def test_the_demo_through_every_format_on_the_command_line(demo, tmp_path):
     """Real CLI in a subprocess: export each format, import each readable one into a fresh project."""
     for fmt in xs.WRITE_FORMATS:
@@ -236,9 +268,6 @@ def test_without_the_extra_one_line_names_the_install_command(demo, tmp_path):
     stub = tmp_path / "stub" / "sleap_io"
     stub.mkdir(parents=True)
     (stub / "__init__.py").write_text("raise ImportError(\"No module named 'sleap_io'\")\n")
-    import os
-    import subprocess
-    import sys
     env = dict(os.environ, PYTHONPATH=f"{tmp_path / 'stub'}{os.pathsep}{REPO}")
     for args in (["export", demo.root, "--format", "slp", "--out", tmp_path / "x.slp"],
                  ["import", demo.root, tmp_path / "x.json", "--format", "labelstudio"]):
@@ -250,6 +279,7 @@ def test_without_the_extra_one_line_names_the_install_command(demo, tmp_path):
 
 @pytest.mark.parametrize("fmt,text", [("slp", "not an hdf5 file"), ("labelstudio", "{not json"),
                                       ("dlc", "a,b\n1,2\n")])
+@needs_sio
 def test_bad_files_give_one_line(demo, tmp_path, fmt, text):
     bad = tmp_path / ("bad.slp" if fmt == "slp" else "bad.json" if fmt == "labelstudio" else "bad.csv")
     bad.write_text(text)
@@ -259,6 +289,7 @@ def test_bad_files_give_one_line(demo, tmp_path, fmt, text):
     assert demo.store.counts() == before
 
 
+@needs_sio
 def test_a_foreign_skeleton_is_refused(demo, tmp_path):
     skel = sio.Skeleton(["head", "thorax", "abdomen"])
     v = sio.Video(filename=str(demo.source_path(demo.store.images()[0])), open_backend=False)
@@ -269,6 +300,7 @@ def test_a_foreign_skeleton_is_refused(demo, tmp_path):
     assert_one_line_error(rc, err, "fly.slp", "no BlazePose point names")
 
 
+@needs_sio
 def test_nwb_of_predictions_keeps_point_scores(tmp_path):
     """Only model predictions: ndx-pose's PoseEstimation, point confidences kept (frames without people
     are left out: sleap-io's writer fails on them)."""
@@ -277,7 +309,7 @@ def test_nwb_of_predictions_keeps_point_scores(tmp_path):
         out = tmp_path / "pred.nwb"
         _export(proj, "nwb", out)
         got = {_key("nwb", lf, proj): lf for lf in sio.load_nwb(str(out)).labeled_frames}
-        ours = {k: f for k, f in _ours(proj, "nwb").items() if f.persons}
+        ours = {k: f for k, f in _ours(proj).items() if f.persons}
         assert set(got) == set(ours) and any(k[1] > 0 for k in got)
         for key, f in ours.items():
             for p, inst in zip(f.persons, got[key].instances):
@@ -287,6 +319,7 @@ def test_nwb_of_predictions_keeps_point_scores(tmp_path):
                 np.testing.assert_allclose(_by_name(inst, "score")[lab], p.conf[lab], atol=1e-5)
 
 
+@needs_sio
 def test_verified_only_leaves_out_predicted_points(demo, tmp_path):
     out = tmp_path / "v.slp"
     s = xs.write(demo.store.iter_frames(), "slp", out, xs.media_path(demo.root), verified_only=True)
