@@ -146,6 +146,12 @@ def test_sleap_io_reads_back_what_we_wrote(request, tmp_path, which, fmt):
     assert s["people"] == sum(1 for f in ours.values() for p in f.persons if p.labelled.any())
     if which == "demo":
         assert any(k[1] > 0 for k in with_people), "no video frame past 0 in the demo project"
+    if fmt == "labelstudio":    # percentages of the real image size, as Label Studio draws them
+        for t in json.loads(out.read_text()):
+            v = t["meta"]["video"]
+            f = ours[(proj.rel(v["filename"]), v["frame_idx"])]
+            assert {(r["original_width"], r["original_height"]) for r in t["annotations"][0]["result"]
+                    if r["type"] == "keypointlabels"} <= {(f.width, f.height)}
     n_points = n_occluded = n_pred = 0
     for key in with_people:
         persons = [p for p in ours[key].persons if p.labelled.any()]
