@@ -153,9 +153,8 @@ def from_labels(labels, name_of: Callable[[object, int], str], occluded: bool = 
         if f is None:
             shape = lf.video.backend_metadata.get("shape") or (None, 0, 0)
             f = frames[name] = Frame(name, int(shape[2] or 0), int(shape[1] or 0))
-        names = [n.name for n in lf.instances[0].skeleton.nodes] if lf.instances else []
         for inst in lf.instances:
-            p = _person(inst, names, occluded)
+            p = _person(inst, inst.skeleton.node_names, occluded)
             if p.labelled.any():
                 f.persons.append(p)
     return list(frames.values())
@@ -181,27 +180,31 @@ def write(frames: Iterable[Frame], fmt: str, out: Path, video_path: Callable[[Fr
     out = Path(out)
     frames = list(frames)
     if fmt == "dlc":
-        return _write_dlc(frames, out, image_source, verified_only, video_path or (lambda f: f.file_name))
+        return _write_dlc(frames, out, image_source, verified_only, video_path or (lambda f: f.video or f.file_name))
     # NWB and Label Studio have no occluded-but-placed state: those points keep their place, as labelled
     labels = to_labels(frames, video_path, verified_only, occluded_visible=fmt != "slp", open_videos=fmt == "nwb")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.stem + ".tmp" + out.suffix)      # sleap-io picks writers by the suffix
     if tmp.exists():
         tmp.unlink()
-    if fmt == "slp":
-        s.save_slp(labels, str(tmp), verbose=False)
-    elif fmt == "nwb":
-        # sleap-io picks ndx-pose's PoseTraining when any person is a user instance, else PoseEstimation
-        # (whose writer fails on a frame without people: NWB keeps only frames with people)
-        labels.clean(frames=True, skeletons=False, tracks=False, videos=True)
-        try:
-            s.save_nwb(labels, str(tmp))
-        finally:
-            for v in labels.videos:
-                v.close()
-    else:
-        _write_labelstudio(labels, frames, tmp, video_path)
-    os.replace(tmp, out)
+    try:
+        if fmt == "slp":
+            s.save_slp(labels, str(tmp), verbose=False)
+        elif fmt == "nwb":
+            # sleap-io picks ndx-pose's PoseTraining when any person is a user instance, else PoseEstimation
+            # (whose writer fails on a frame without people: NWB keeps only frames with people)
+            labels.clean(frames=True, skeletons=False, tracks=False, videos=True)
+            try:
+                s.save_nwb(labels, str(tmp))
+            finally:
+                for v in labels.videos:
+                    v.close()
+        else:
+            _write_labelstudio(labels, frames, tmp, video_path)
+        os.replace(tmp, out)
+    finally:                    # a failed write leaves no half file behind
+        if tmp.exists():
+            tmp.unlink()
     return {"images": len(labels.labeled_frames), "people": sum(len(lf.instances) for lf in labels)}
 
 
@@ -296,8 +299,7 @@ def read(path: Path, fmt: str, rel: Callable[[str], str] | None = None) -> tuple
     except UserError:
         raise
     except Exception as e:          # sleap-io's readers raise whatever their parser raised
-        raise UserError(f"{path}: not a readable {fmt} file ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
-                        if str(e) else f"{path}: not a readable {fmt} file ({type(e).__name__})") from None
+        raise UserError(f"{path}: not a readable {fmt} file ({_reason(e)})") from None
     _no_node_in_common(labels, path)
 
     def name_of(video, idx):
@@ -308,6 +310,11 @@ def read(path: Path, fmt: str, rel: Callable[[str], str] | None = None) -> tuple
         name = rel(str(fn))
         return f"{name}#{idx:06d}" if kind_of(Path(name)) == "video" else name
     return "33", from_labels(labels, name_of, occluded=fmt == "slp")
+
+
+def _reason(e: Exception) -> str:
+    first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
 def _read_dlc(path: Path, rel: Callable[[str], str]) -> list[Frame]:
@@ -326,8 +333,7 @@ def _read_dlc(path: Path, rel: Callable[[str], str]) -> list[Frame]:
             labels = s.load_dlc(str(csv), config=False)
             names = json.loads((csv.parent / NAMES).read_text()) if (csv.parent / NAMES).exists() else {}
         except Exception as e:
-            raise UserError(f"{csv}: not a DeepLabCut CSV ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
+            raise UserError(f"{csv}: not a readable DeepLabCut CSV ({_reason(e)})") from None
         _no_node_in_common(labels, csv)
 
         def name_of(video, idx):
