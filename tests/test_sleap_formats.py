@@ -133,7 +133,7 @@ def _ours(proj) -> dict:
 
 @needs_sio
 @pytest.mark.parametrize("fmt", xs.WRITE_FORMATS)
-@pytest.mark.parametrize("which", ["demo", "gt100"])
+@pytest.mark.parametrize("which", ["demo", pytest.param("gt100", marks=pytest.mark.needs_data)])
 def test_sleap_io_reads_back_what_we_wrote(request, tmp_path, which, fmt):
     proj = request.getfixturevalue(which)
     out = tmp_path / OUT[fmt]
@@ -198,7 +198,7 @@ def _people(proj) -> dict:
 
 @needs_sio
 @pytest.mark.parametrize("fmt", xs.READ_FORMATS)
-@pytest.mark.parametrize("which", ["demo", "gt100"])
+@pytest.mark.parametrize("which", ["demo", pytest.param("gt100", marks=pytest.mark.needs_data)])
 def test_import_into_a_fresh_project_gives_the_same_points(request, tmp_path, which, fmt):
     proj = request.getfixturevalue(which)
     out = tmp_path / OUT[fmt]
