@@ -306,6 +306,10 @@ def test_shortcuts_visibility_swap_verify_undo_redo(app):
 
 def test_verify_image_and_next_in_queue(app):
     st = app.state
+    st.queue.poll(wait=True)                     # the ranked page; start at its top, so there is a next image
+    st.show(st.queue.items[0].image_id, pos=0)
+    for _ in range(3):
+        app.frame()
     first = st.image_id
     key(app, "shift+Return")
     db = sqlite3.connect(st.store.path)
@@ -449,12 +453,14 @@ def test_video_frames_keys_slider_and_propagation(window, tmp_path):
         assert dpg.is_item_shown("frames_bar") and dpg.get_value(window.slider) == 0
         p = main_person(window)
         i = sk.INDEX["left_knee"]
-        nxt = proj.store.load_person(proj.store.person_ids(ids[1])[0]).xy[i].copy()
+        # the dancer on frame 1: the person with her track id (the frames show a dozen people)
+        (twin,) = [q for q in proj.store.load_frame(ids[1]).persons if q.track_id == p.track_id]
+        nxt = twin.xy[i].copy()
         drag(window, screen_of(window, p.xy[i]), (24, 0))
         dx = 24 / state.view.zoom
         state.select(p.id, i)
         key(window, "ctrl+p")
-        after = proj.store.load_person(proj.store.person_ids(ids[1])[0])
+        after = proj.store.load_person(twin.id)
         # frame 1 of a 10-frame span gets 10/11 of the correction
         assert after.xy[i, 0] - nxt[0] == pytest.approx(dx * 10 / 11, abs=0.05)
         key(window, "Right")

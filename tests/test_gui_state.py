@@ -109,9 +109,11 @@ def test_hit_point_nearest_within_radius():
 
 
 def person_with_points(state):
-    """Show the first photo on which the model found a person, and return that person."""
-    for (iid,) in state.store.db.execute(
-            "SELECT i.id FROM images i JOIN sources s ON s.id=i.source_id WHERE s.kind='image' ORDER BY i.id"):
+    """Show the first photo in queue order on which the model found a person (so there is a next
+    image), and return that person."""
+    photos = {iid for (iid,) in state.store.db.execute(
+        "SELECT i.id FROM images i JOIN sources s ON s.id=i.source_id WHERE s.kind='image'")}
+    for iid in [it.image_id for it in state.queue.items if it.image_id in photos]:
         fr = state.store.load_frame(iid)
         for p in fr.persons:
             if p.labelled.sum() > 20:
