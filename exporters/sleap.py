@@ -74,6 +74,7 @@ def _instance(p: Person, skel, track, verified_only: bool, occluded_visible: boo
 
 def to_labels(frames: Iterable[Frame], video_path: Callable[[Frame], str] | None = None,
               verified_only: bool = False, occluded_visible: bool = False, slot_tracks: bool = False,
+              untracked_slots: bool = False,
               open_videos: bool = False, frame_of: Callable[[Frame], int] | None = None):
     """Frames -> sleap_io.Labels.
 
@@ -100,7 +101,8 @@ def to_labels(frames: Iterable[Frame], video_path: Callable[[Frame], str] | None
             v.backend_metadata["shape"] = (idx + 1, f.height, f.width, 3)
         insts = []
         for k, p in enumerate(f.persons):
-            name = f"person{k + 1}" if slot_tracks else None if p.track_id is None else str(p.track_id)
+            name = f"person{k + 1}" if slot_tracks else str(p.track_id) if p.track_id is not None \
+                else f"person{k + 1}" if untracked_slots and len(f.persons) > 1 else None
             track = None if name is None else tracks.setdefault(name, s.Track(name=name))
             inst = _instance(p, skel, track, verified_only, occluded_visible)
             if inst is not None:
@@ -182,7 +184,9 @@ def write(frames: Iterable[Frame], fmt: str, out: Path, video_path: Callable[[Fr
     if fmt == "dlc":
         return _write_dlc(frames, out, image_source, verified_only, video_path or (lambda f: f.video or f.file_name))
     # NWB and Label Studio have no occluded-but-placed state: those points keep their place, as labelled
-    labels = to_labels(frames, video_path, verified_only, occluded_visible=fmt != "slp", open_videos=fmt == "nwb")
+    # NWB's writer keys its series by (track, frame): several untracked people on a photo need a track each
+    labels = to_labels(frames, video_path, verified_only, occluded_visible=fmt != "slp", open_videos=fmt == "nwb",
+                       untracked_slots=fmt == "nwb")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.stem + ".tmp" + out.suffix)      # sleap-io picks writers by the suffix
     if tmp.exists():
