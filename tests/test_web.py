@@ -274,6 +274,30 @@ def test_healthz_says_loading_then_ready_and_requests_wait_for_the_model():
     assert r.status_code == 404 and b"pose-annotator serve PROJECT" in r.data
 
 
+def test_the_viewer_shows_the_distillation_rounds_and_their_plot(tmp_path):
+    from PIL import Image
+    from annotator.core.settings import DEFAULTS
+    from annotator.distill import registry
+    from annotator.prefill.estimator import estimator_settings
+    from annotator.web.app import create_app
+    from annotator.web.pose import PoseService
+    from annotator.web.viewer import ProjectViewer
+    shutil.copytree(DEMO, tmp_path / "p")
+    with Project.open(tmp_path / "p") as proj:          # two rounds as distill records them
+        for k, status, ap in ((1, "accepted", 0.41), (2, "rejected", 0.38)):
+            registry.start_round(proj.store, k, "mediapipe" if k == 1 else "round 1", "head", {})
+            registry.update_round(proj.store, k, status=status, reason="worse on gold" if k == 2 else None,
+                                  record={"gold_before": {"oks_ap": 0.40, "pck_0_05": 0.5},
+                                          "gold_after": {"oks_ap": ap, "pck_0_05": 0.52}})
+    c = create_app(PoseService(estimator_settings(DEFAULTS)), ProjectViewer(tmp_path / "p")).test_client()
+    r = c.get("/project")
+    assert r.status_code == 200 and b'src="/project/rounds.png"' in r.data and b"worse on gold" in r.data
+    r = c.get("/project/rounds.png")
+    assert r.status_code == 200 and r.mimetype == "image/png"
+    plot = np.asarray(Image.open(io.BytesIO(r.data)).convert("RGB")).astype(int)
+    assert plot.shape[:2] == (400, 1000) and (np.abs(plot - (31, 119, 180)).max(-1) < 30).sum() > 100  # the lines
+
+
 def test_serve_without_a_database_is_one_line_and_creates_nothing(tmp_path):
     shutil.copytree(DEMO, tmp_path / "p")
     r = cli("serve", tmp_path / "p", "--port", "0")
@@ -305,6 +329,8 @@ def test_api_answers_bad_uploads_with_their_status_and_stores_nothing(server, de
     # a page elsewhere that rebinds its name to 127.0.0.1 gets nothing
     status, body = get(server.url + "/project", host="attacker.example")
     assert status == 400 and b"only answers requests for localhost" in body
+    for path in ("/project?filter=all", "/project/image/1", "/project/image/1.jpg", "/project/image/1.jpg?size=full"):
+        assert get(server.url + path)[0] == 200, path       # the viewer's pages write nothing either
     assert list(server.tmp.iterdir()) == []                 # the uploads never touched the disk
     assert sorted(p.name for p in demo.iterdir() if p.name not in ("project.db-wal", "project.db-shm")) == \
         [n for n in before if n not in ("project.db-wal", "project.db-shm")]
@@ -439,6 +465,25 @@ def test_the_viewer_follows_the_app_while_it_writes(server, demo):
             s.undo()
         status, html = get(f"{server.url}/project/image/{row.id}")
         assert b">predicted</span>" in html
+        # pages keep coming while the app commits edit after edit (WAL: readers never wait for the writer)
+        import threading
+        pid, x0 = frame.persons[0].id, float(frame.persons[0].xy[0, 0])
+        done = threading.Event()
+
+        def edits():
+            with Project.open(demo) as other:        # the app's own connection, in its own thread
+                t = other.session("bob")
+                for k in range(60):
+                    t.move_point(pid, 0, x0 + k % 7, 20.0)
+            done.set()
+        th = threading.Thread(target=edits)
+        th.start()
+        codes = []
+        while not done.is_set() and len(codes) < 200:
+            codes += [get(f"{server.url}/project/image/{row.id}")[0], get(f"{server.url}/project")[0]]
+        th.join(60)
+        assert done.is_set() and len(codes) >= 2 and set(codes) == {200}
+        assert app.store.integrity_ok()
 
 
 def test_the_viewer_rings_the_suspect_points(server, demo):

@@ -150,7 +150,7 @@ class Store:
         from urllib.parse import quote
         try:
             self.db = sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro", uri=True,
-                                      isolation_level=None, timeout=30, check_same_thread=False)
+                                      isolation_level=None, timeout=30)
             self.db.execute("PRAGMA query_only=ON")
             v = self._version()
         except sqlite3.DatabaseError as e:

@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+import numpy as np
+
 from annotator.core import skeleton as sk
 from annotator.core.store import Store
-
-import numpy as np
 
 _SUS = "COALESCE(p.suspicion, 1.0 - COALESCE(p.conf, 0.0))"
 DIVERSITY_DECAY = 0.8      # the k-th image of one kind counts DECAY**k of its gain

@@ -83,6 +83,7 @@ class PoseService:
         try:
             from annotator.prefill.estimator import default_model_name, make_estimator
             self._est = make_estimator(self.kwargs, self.landmark_model)
+            self._est.predict(np.zeros((256, 256, 3), np.uint8))    # the first run sets up the runtime: not on a user
             self.model_name = self.model_name or default_model_name(self.kwargs)
         except Exception as e:      # noqa: BLE001 - shown by /healthz and every request, the server stays up
             self.error = f"the pose model did not load: {e}"
