@@ -133,6 +133,19 @@ def bench_cli(photo: Path, copies: int, tmp: Path, tta: bool) -> dict:
     return {"whole_s": whole, "per_image_ms": per * 1e3}
 
 
+class Span(float):
+    """A median that prints with the range of the runs behind it."""
+
+    def __new__(cls, m, lo, hi):
+        x = super().__new__(cls, m)
+        x.lo, x.hi = lo, hi
+        return x
+
+    def __format__(self, spec):
+        f = spec.lstrip("0123456789")
+        return f"{format(float(self), spec)} ({format(self.lo, f)}-{format(self.hi, f)})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--photo", type=Path, default=PHOTO)
@@ -146,7 +159,7 @@ def main() -> None:
         raise SystemExit(f"{a.photo}: no such photo (shared data missing? pass --photo)")
     from PIL import Image
     w, h = Image.open(a.photo).size
-    print(f"photo {a.photo.name} {w}x{h}; {a.requests} requests per run, {a.repeat} runs (medians)")
+    print(f"photo {a.photo.name} {w}x{h}; {a.requests} requests per run, {a.repeat} runs: median (range)")
     runs: dict[str, list] = {"web": [], "cli_no_tta": [], "cli_tta": []}
     for _ in range(a.repeat):                   # alternated, so a busy moment on the machine hits all sides
         with tempfile.TemporaryDirectory() as d:
@@ -156,7 +169,8 @@ def main() -> None:
                 runs[key].append(bench_cli(a.photo, a.copies, Path(d), tta))
 
     def med(key, field):
-        return statistics.median(r[field] for r in runs[key])
+        v = [r[field] for r in runs[key]]
+        return Span(statistics.median(v), min(v), max(v))
     print(f"web   start -> /healthz ready           {med('web', 'ready'):7.2f} s")
     print(f"web   POST /api/pose, 1 client          median {med('web', 'median_ms'):6.1f} ms, p90 "
           f"{med('web', 'p90_ms'):6.1f} ms, {med('web', 'seq_rps'):5.1f} requests/s")

@@ -298,11 +298,55 @@ def test_the_viewer_shows_the_distillation_rounds_and_their_plot(tmp_path):
     assert plot.shape[:2] == (400, 1000) and (np.abs(plot - (31, 119, 180)).max(-1) < 30).sum() > 100  # the lines
 
 
+def test_the_viewer_pages_through_the_review_queue_and_shows_cvat_conflicts(tmp_path):
+    from annotator.core.settings import DEFAULTS
+    from annotator.cvat.sync import ensure_tables
+    from annotator.prefill.estimator import estimator_settings
+    from annotator.review.queue import image_queue
+    from annotator.web.app import create_app
+    from annotator.web.pose import PoseService
+    from annotator.web.viewer import ProjectViewer
+    shutil.copytree(DEMO, tmp_path / "p")
+    with Project.open(tmp_path / "p") as proj:          # people on two images, one of them in a CVAT conflict
+        rows = proj.store.images()
+        s = proj.session("alice")
+        a = s.add_person(rows[3].id, Person(np.full((sk.N, 2), 40.0), np.full(sk.N, VISIBLE, np.int8), np.full(sk.N, 0.3)))
+        b = s.add_person(rows[7].id, Person(np.full((sk.N, 2), 60.0), np.full(sk.N, VISIBLE, np.int8), np.full(sk.N, 0.9)))
+        ensure_tables(proj.store)
+        with proj.store.tx():
+            proj.store.db.execute("INSERT INTO cvat_conflicts(person_id, job_id, image_id, kind, cvat_user, detected_at)"
+                                  " VALUES(?, 1, ?, 'changed on both sides', 'carol', 0)", (b, rows[7].id))
+        order = [it.file_name for it in image_queue(proj.store, ("to_review", "in_progress", "verified"))]
+    assert len(order) == 10
+    c = create_app(PoseService(estimator_settings(DEFAULTS)), ProjectViewer(tmp_path / "p"), per_page=4).test_client()
+    seen = []
+    for pg, n, nxt in ((0, 4, True), (1, 4, True), (2, 2, False)):
+        html = c.get(f"/project?filter=all&page={pg}").data.decode()
+        files = re.findall(r'data-file="([^"]+)"', html)
+        assert len(files) == n and (f"page={pg + 1}\">next" in html) == nxt and f"page {pg + 1} of 3" in html
+        seen += files
+    assert seen == order                                     # the queue's order, each image once
+    html = c.get(f"/project/image/{rows[7].id}").data.decode()
+    assert 'class="badge conflict">conflict</span>' in html and "CVAT: changed on both sides" in html
+    html = c.get(f"/project/image/{rows[3].id}").data.decode()
+    assert f"person {a}" in html and ">predicted</span>" in html and "suspect: " in html     # conf 0.3
+    assert c.get("/project?filter=nope").status_code == 400 and c.get("/project?page=x").status_code == 400
+    assert c.get("/project/image/999").status_code == 404
+
+
 def test_serve_without_a_database_is_one_line_and_creates_nothing(tmp_path):
     shutil.copytree(DEMO, tmp_path / "p")
     r = cli("serve", tmp_path / "p", "--port", "0")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no project database yet" in r.stderr
     assert not (tmp_path / "p" / "project.db").exists()
+
+
+def test_serve_on_a_port_in_use_is_one_line():
+    import socket
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        r = cli("serve", "--port", port)
+    assert r.returncode == 2 and r.stderr == f"error: 127.0.0.1:{port}: the port is in use (choose another with --port)\n"
 
 
 def test_api_answers_bad_uploads_with_their_status_and_stores_nothing(server, demo, tmp_path):

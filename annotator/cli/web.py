@@ -9,6 +9,7 @@ model and not the server sets the pace (bench/web.py).
 from __future__ import annotations
 
 import errno
+import socket
 import sys
 import threading
 
@@ -39,14 +40,17 @@ def cmd_serve(a) -> int:
     limits = Limits(int(a.max_upload_mb * 2**20), int(a.max_megapixels * 1e6))
     service = PoseService(kwargs, landmark_model, model_name or default_model_name(kwargs))
     app = create_app(service, viewer, limits, bind_host=a.host)
-    try:
-        server = make_server(a.host, a.port, app, threaded=True)
+    try:        # bound here, not by Werkzeug, which prints its own lines and exits on an error
+        sock = socket.create_server((a.host, a.port), family=socket.AF_INET6 if ":" in a.host else socket.AF_INET)
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
             raise UserError(f"{a.host}:{a.port}: the port is in use (choose another with --port)") from None
-        raise UserError(f"{a.host}:{a.port}: cannot listen there ({e.strerror or e})") from None
+        why = str(e.strerror or e).split(" (while attempting")[0]
+        raise UserError(f"{a.host}:{a.port}: cannot listen there ({why})") from None
+    server = make_server(a.host, sock.getsockname()[1], app, threaded=True, fd=sock.fileno())
+    sock.close()                # the server holds its own duplicate
     host = f"[{a.host}]" if ":" in a.host else a.host
-    print(f"serving http://{host}:{server.server_port}/"
+    print(f"serving http://{host}:{server.port}/"
           + (f" (project {viewer.name}, read only: /project)" if viewer else "")
           + "; loading the pose model...", flush=True)
     if not is_loopback(a.host):

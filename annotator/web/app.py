@@ -44,7 +44,7 @@ def is_loopback(host: str) -> bool:
 
 
 def create_app(service: PoseService, viewer: ProjectViewer | None = None, limits: Limits = Limits(),
-               bind_host: str = "127.0.0.1") -> Flask:
+               bind_host: str = "127.0.0.1", per_page: int = PAGE) -> Flask:
     app = Flask(__name__)
     app.request_class = MemoryRequest
     app.jinja_loader = DictLoader(pages.TEMPLATES)
@@ -172,9 +172,9 @@ def create_app(service: PoseService, viewer: ProjectViewer | None = None, limits
         pg = request.args.get("page", "0")
         if not pg.isdigit():
             return _error(f"page {pg!r}: expected a page number", 400)
-        images, total = viewer.page(filt, int(pg))
-        return page("project.html", images=images, total=total, page=int(pg), per_page=PAGE,
-                    pages=max(1, -(-total // PAGE)), filter=filt, filters=list(FILTERS), counts=viewer.counts(),
+        images, total = viewer.page(filt, int(pg), per_page)
+        return page("project.html", images=images, total=total, page=int(pg), per_page=per_page,
+                    pages=max(1, -(-total // per_page)), filter=filt, filters=list(FILTERS), counts=viewer.counts(),
                     failed=viewer.failed(), rounds=viewer.rounds(), threshold=viewer.threshold)
 
     @app.get("/project/image/<int:image_id>")
