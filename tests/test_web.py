@@ -371,8 +371,11 @@ def test_api_answers_bad_uploads_with_their_status_and_stores_nothing(server, de
     status, body = get(server.url + "/project/image/../../../etc/passwd")
     assert status == 404
     # a page elsewhere that rebinds its name to 127.0.0.1 gets nothing
-    status, body = get(server.url + "/project", host="attacker.example")
-    assert status == 400 and b"only answers requests for localhost" in body
+    for host in ("attacker.example", "127.0.0.1.attacker.example", "127.attacker.example:80"):
+        status, body = get(server.url + "/project", host=host)
+        assert status == 400 and b"only answers requests for localhost" in body, host
+    for host in ("localhost", f"127.0.0.1:{server.url.rsplit(':', 1)[1]}", "127.1.2.3", "[::1]:80"):
+        assert get(server.url + "/healthz", host=host)[0] == 200, host
     for path in ("/project?filter=all", "/project/image/1", "/project/image/1.jpg", "/project/image/1.jpg?size=full"):
         assert get(server.url + path)[0] == 200, path       # the viewer's pages write nothing either
     assert list(server.tmp.iterdir()) == []                 # the uploads never touched the disk

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+import ipaddress
 import time
 from pathlib import PurePosixPath
 
@@ -28,7 +29,6 @@ from annotator.web import pages
 from annotator.web.pose import BadUpload, Limits, PoseService, drawing, people_json, read_upload
 from annotator.web.viewer import PAGE, ProjectViewer
 
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 FORM_OVERHEAD = 64 * 1024        # multipart boundaries and headers on top of the file itself
 
 
@@ -40,7 +40,13 @@ class MemoryRequest(Request):
 
 
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK_NAMES or host.startswith("127.")
+    """localhost, or a loopback address literal (127.x.y.z, ::1); a name like 127.example.com is not."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def create_app(service: PoseService, viewer: ProjectViewer | None = None, limits: Limits = Limits(),
@@ -68,8 +74,9 @@ def create_app(service: PoseService, viewer: ProjectViewer | None = None, limits
     @app.before_request
     def check_host():
         if local_only:
-            host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
-            if host not in LOOPBACK_NAMES and not host.startswith("127."):
+            h = request.host            # "name", "name:port", "[::1]" or "[::1]:port"
+            host = h if h.endswith("]") else h.rsplit(":", 1)[0]
+            if not is_loopback(host):
                 return _error(f"this server only answers requests for localhost (got Host: {request.host})", 400)
 
     @app.after_request
