@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import struct
 import subprocess
@@ -110,16 +111,17 @@ class Server:
             assert self.proc.poll() is None and time.time() - t0 < 120, self.log.read_text()
             time.sleep(0.1)
 
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
+    def stop(self) -> int:
+        """Ctrl+C, as a user stops it: a clean exit."""
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(20)
 
 
 @pytest.fixture(scope="module")
 def server(demo, tmp_path_factory):
     s = Server(demo, tmp_path_factory.mktemp("srv"))
     yield s
-    s.stop()
+    assert s.stop() == 0 and s.log.read_text().rstrip().endswith("stopped")
 
 
 @pytest.fixture(scope="module")

@@ -64,12 +64,8 @@ def cmd_serve(a) -> int:
         else:
             print(f"error: {service.error}", file=sys.stderr, flush=True)
     threading.Thread(target=announce, daemon=True).start()
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("stopped", flush=True)
-    finally:
-        server.server_close()
+    server.serve_forever()          # Werkzeug's returns on Ctrl+C (and closes the socket)
+    print("stopped", flush=True)
     return 0
 
 
