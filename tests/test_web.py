@@ -7,6 +7,7 @@ so the points the page returns are checked against `pose-annotator prefill` of t
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -30,7 +31,7 @@ import pytest
 from annotator.core import render
 from annotator.core import skeleton as sk
 from annotator.core.errors import UserError
-from annotator.core.model import VISIBLE, Frame, Person
+from annotator.core.model import VISIBLE, Person
 from annotator.core.project import Project
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,8 +130,7 @@ def browser():
     for tool in (CHROMIUM, CHROMEDRIVER):
         if not Path(tool).exists():
             pytest.skip(f"{tool} not installed (apt-get install chromium chromium-driver; tests/run.sh does it)")
-    selenium = pytest.importorskip("selenium", reason="pip install selenium (the test extra)")
-    del selenium
+    pytest.importorskip("selenium", reason="pip install selenium (the test extra)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     os.environ["SE_OFFLINE"] = "true"           # never let Selenium Manager look for drivers online
@@ -354,7 +354,7 @@ def test_serve_on_a_port_in_use_is_one_line():
 def test_api_answers_bad_uploads_with_their_status_and_stores_nothing(server, demo, tmp_path):
     api = server.url + "/api/pose"
     before = sorted(p.name for p in demo.iterdir())
-    db_sha = __import__("hashlib").sha1((demo / "project.db").read_bytes()).hexdigest()
+    db_sha = hashlib.sha1((demo / "project.db").read_bytes()).hexdigest()
     photo = (demo / PHOTO).read_bytes()
     status, body = post(api, b"just some text\n", "notes.txt")
     assert status == 400 and body["error"].startswith("notes.txt: cannot read image (not an image file")
@@ -383,7 +383,7 @@ def test_api_answers_bad_uploads_with_their_status_and_stores_nothing(server, de
     assert list(server.tmp.iterdir()) == []                 # the uploads never touched the disk
     assert sorted(p.name for p in demo.iterdir() if p.name not in ("project.db-wal", "project.db-shm")) == \
         [n for n in before if n not in ("project.db-wal", "project.db-shm")]
-    assert __import__("hashlib").sha1((demo / "project.db").read_bytes()).hexdigest() == db_sha
+    assert hashlib.sha1((demo / "project.db").read_bytes()).hexdigest() == db_sha
 
 
 # -- in a real browser ----------------------------------------------------------------------------------
