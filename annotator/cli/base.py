@@ -187,11 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _plugins():
-    """Subcommands that live beside their feature (gui, review, distill, cvat)."""
+    """Subcommands that live beside their feature (gui, review, distill, cvat, serve)."""
     import importlib
     out = []
     for mod in ("annotator.cli.gui", "annotator.cli.review", "annotator.cli.distill", "annotator.cli.cvat",
-                "annotator.cli.models"):
+                "annotator.cli.models", "annotator.cli.web"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:

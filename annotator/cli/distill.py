@@ -70,32 +70,9 @@ def write_report(proj, rounds: list[dict], out: Path) -> Path:
             lines.append(f"- round {r['k']}: {r['reason']}")
     lines.append("\n![gold metrics per round](gold_metrics.png)\n")
     (out / "rounds.md").write_text("\n".join(lines))
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    done = [r for r in rounds if r["record"].get("gold_after")]
-    if done:
-        base = done[0]["record"]["gold_before"]
-        for i, key in enumerate(("oks_ap", "pck_0_05")):
-            xs = [0] + [r["k"] for r in done]
-            ys = [base.get(key)] + [r["record"]["gold_after"].get(key) for r in done]
-            ax[i].plot(xs, [y if y is not None else math.nan for y in ys], "o-", label="student of round")
-            for r in done:
-                ax[i].plot([r["k"]], [r["record"]["gold_before"].get(key) or math.nan], "s", color="grey",
-                           label="teacher" if r is done[0] else None)
-                ax[i].annotate(r["status"][0].upper(), (r["k"], r["record"]["gold_after"].get(key) or 0),
-                               textcoords="offset points", xytext=(4, 4))
-            ax[i].set_xticks(xs)
-            ax[i].set_xlabel("round (0 = MediaPipe)")
-            ax[i].set_title({"oks_ap": "gold OKS AP", "pck_0_05": "gold PCK@0.05"}[key])
-            ax[i].grid(alpha=0.3)
-            ax[i].legend(fontsize=8)
-    fig.suptitle(f"{proj.settings['project']['name']}: gold metrics per round (A accepted, R rejected)")
-    fig.tight_layout()
+    from annotator.distill.report import plot_gold_metrics
     png = out / "gold_metrics.png"
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+    plot_gold_metrics(proj.settings["project"]["name"], rounds, png)
     return png
 
 

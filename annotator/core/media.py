@@ -52,17 +52,38 @@ def sha1_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def image_header(path: Path) -> tuple[int, int, int]:
-    """(width, height, EXIF orientation) with the orientation already applied to the size."""
+# What Pillow may open from bytes nobody vouched for (a web upload): the photo formats, nothing
+# that runs a helper program (EPS) or that no camera writes.
+UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")     # JPEG covers MPO (phones' multi-picture JPEGs)
+
+
+class TooManyPixels(UserError):
+    """The header says more pixels than Pillow will decode (its decompression-bomb limit)."""
+
+
+def image_header(path: Path | bytes, name: str | None = None,
+                 formats: tuple[str, ...] | None = None) -> tuple[int, int, int]:
+    """(width, height, EXIF orientation) with the orientation already applied to the size.
+
+    path may be the file's bytes (then `name` names it in errors); `formats` limits what Pillow tries.
+    Reads the header only, so a size check can come before any pixel is decoded.
+    """
+    name = name or str(path)
     try:
-        with Image.open(path) as im:
+        src = io.BytesIO(path) if isinstance(path, (bytes, bytearray, memoryview)) else path
+        with Image.open(src, formats=formats) as im:
             w, h = im.size
             try:
                 orient = int(im.getexif().get(0x0112, 1) or 1)
             except Exception:
                 orient = 1
-    except (UnidentifiedImageError, OSError) as e:
-        raise UserError(f"{path}: cannot read image ({_reason(e)})") from None
+    except UnidentifiedImageError:
+        kinds = ", ".join(formats) if formats else "a format Pillow knows"
+        raise UserError(f"{name}: cannot read image (not an image file: expected {kinds})") from None
+    except Image.DecompressionBombError as e:
+        raise TooManyPixels(f"{name}: cannot read image ({_reason(e)})") from None
+    except OSError as e:
+        raise UserError(f"{name}: cannot read image ({_reason(e)})") from None
     if orient in (5, 6, 7, 8):
         w, h = h, w
     return w, h, orient
@@ -88,6 +109,11 @@ def load_image(path: Path) -> np.ndarray:
         raise UserError(f"{path}: file is missing") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read image ({_reason(e)})") from None
+    return decode_image(data, str(path))
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """load_image on bytes already read (a file's, or a web upload's); `name` is what errors name."""
     if data[:3] == b"\xff\xd8\xff" and data.rstrip(b"\0")[-2:] == b"\xff\xd9":
         rgb = _decode_jpeg(data)
         if rgb is not None:
@@ -100,7 +126,7 @@ def load_image(path: Path) -> np.ndarray:
                 im = ImageOps.exif_transpose(im)
                 return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as e:
-        raise UserError(f"{path}: cannot decode image ({_reason(e)})") from None
+        raise UserError(f"{name}: cannot decode image ({_reason(e)})") from None
 
 
 def _decode_jpeg(data: bytes) -> np.ndarray | None:

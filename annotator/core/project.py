@@ -61,6 +61,19 @@ class Project:
                            int(st["sources"]["video_stride"]))
         return proj
 
+    @classmethod
+    def open_readonly(cls, root: Path | str) -> "Project":
+        """The project through a connection that cannot write (the web viewer): never creates,
+        rebuilds or migrates the database, safe while the app writes."""
+        root = Path(root)
+        if not root.is_dir():
+            raise UserError(f"{root}: no such project folder")
+        st = settings_mod.load(root / TOML)
+        if not (root / DB).exists():
+            raise UserError(f"{root / DB}: no project database yet (a read-only view does not create one: "
+                            f"run `pose-annotator prefill {root}` first)")
+        return cls(root, st, Store(root / DB, readonly=True))
+
     def close(self) -> None:
         for v in self._videos.values():
             v.close()

@@ -12,13 +12,35 @@ from annotator.core import skeleton as sk
 from annotator.core.model import NOT_LABELLED, OCCLUDED, Frame
 
 
-def draw(rgb: np.ndarray, frame: Frame, radius: float | None = None) -> np.ndarray:
-    import cv2
-    img = np.ascontiguousarray(rgb.copy())
+# Marks shared by the app and the web page (RGB): suspect points, joint angles in / out of their range.
+SUSPECT_COLOR = (255, 40, 200)
+GOOD_ANGLE = (120, 255, 120)
+BAD_ANGLE = (255, 60, 60)
+
+
+def angle_arc(a, v, b, radius: float, n: int = 12) -> np.ndarray:
+    """(n, 2) points of the arc at vertex v from the direction of a to that of b (the shorter way)."""
+    a, v, b = (np.asarray(t, dtype=np.float64) for t in (a, v, b))
+    ua = np.arctan2(*(a - v)[::-1])
+    ub = np.arctan2(*(b - v)[::-1])
+    d = (ub - ua + np.pi) % (2 * np.pi) - np.pi
+    ts = np.linspace(ua, ua + d, n)
+    return np.column_stack([v[0] + radius * np.cos(ts), v[1] + radius * np.sin(ts)])
+
+
+def _radius(img: np.ndarray, radius: float | None) -> tuple[float, int]:
     h, w = img.shape[:2]
     r0 = radius or max(2.0, min(h, w) / 200)
-    thick = max(1, int(round(r0 / 2)))
-    for p in frame.persons:
+    return r0, max(1, int(round(r0 / 2)))
+
+
+def draw(rgb: np.ndarray, frame: Frame, radius: float | None = None,
+         suspects: set[tuple[int, int]] = frozenset()) -> np.ndarray:
+    """suspects: (index of the person in frame.persons, point index) pairs ringed in SUSPECT_COLOR."""
+    import cv2
+    img = np.ascontiguousarray(rgb.copy())
+    r0, thick = _radius(img, radius)
+    for k, p in enumerate(frame.persons):
         xy = p.xy
         for a, b in sk.EDGES:
             if p.vis[a] == NOT_LABELLED or p.vis[b] == NOT_LABELLED:
@@ -38,6 +60,34 @@ def draw(rgb: np.ndarray, frame: Frame, radius: float | None = None) -> np.ndarr
                 cv2.circle(img, center, int(round(r)), col, -1, cv2.LINE_AA)
             if p.verified[i]:
                 cv2.circle(img, center, int(round(r + thick + 1)), (255, 255, 255), 1, cv2.LINE_AA)
+            if (k, i) in suspects:
+                cv2.circle(img, center, int(round(r0 * 2 + thick)), SUSPECT_COLOR, thick, cv2.LINE_AA)
+    return img
+
+
+def draw_angles(img: np.ndarray, persons, radius: float | None = None) -> np.ndarray:
+    """Joint angles (skeleton.ANGLES) drawn in place on every person: an arc and the degrees at each
+    joint, green inside skeleton.ANGLE_RANGE, red with a red ring on the joint outside it."""
+    import cv2
+    r0, thick = _radius(img, radius)
+    scale = max(0.4, r0 / 5)
+    for p in persons:
+        angles = sk.joint_angles(p.xy, p.vis)
+        bad = set(sk.implausible_angles(angles))
+        for name, a, v, b in sk.ANGLES:
+            deg = angles.get(name)
+            if deg is None:
+                continue
+            col = BAD_ANGLE if name in bad else GOOD_ANGLE
+            arc = angle_arc(p.xy[a], p.xy[v], p.xy[b], r0 * 4)
+            cv2.polylines(img, [np.round(arc).astype(np.int32)], False, col, thick, cv2.LINE_AA)
+            c = (int(p.xy[v, 0]), int(p.xy[v, 1]))
+            if name in bad:
+                cv2.circle(img, c, int(round(r0 * 2.2)), BAD_ANGLE, thick + 1, cv2.LINE_AA)
+            org = (c[0] + int(r0 * 3), c[1] - int(r0 * 3))
+            text = f"{deg:.0f}"
+            cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+            cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, col, thick, cv2.LINE_AA)
     return img
 
 

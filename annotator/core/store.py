@@ -127,10 +127,16 @@ class ImageRow:
 class Store:
     """Connection to one project database. Not thread-safe; one per process."""
 
-    def __init__(self, path: Path | str, create: bool = False):
+    def __init__(self, path: Path | str, create: bool = False, readonly: bool = False):
+        """readonly: a connection that cannot write (SQLite `mode=ro`), for viewers next to a running
+        app; it reads committed data only (WAL) and never migrates."""
         self.path = Path(path)
-        if not create and not self.path.exists():
+        self.readonly = readonly
+        if (readonly or not create) and not self.path.exists():
             raise UserError(f"{self.path}: project database not found")
+        if readonly:
+            self._open_readonly()
+            return
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -139,6 +145,21 @@ class Store:
             self._migrate()
         except sqlite3.DatabaseError as e:
             raise UserError(f"{self.path}: not a valid project database ({e})") from None
+
+    def _open_readonly(self) -> None:
+        from urllib.parse import quote
+        try:
+            self.db = sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro", uri=True,
+                                      isolation_level=None, timeout=30)
+            self.db.execute("PRAGMA query_only=ON")
+            v = self._version()
+        except sqlite3.DatabaseError as e:
+            raise UserError(f"{self.path}: cannot open the project database read-only ({e})") from None
+        if v == 0:
+            raise UserError(f"{self.path}: an SQLite file that is not a pose-annotator project")
+        if v > SCHEMA_VERSION:
+            raise UserError(f"{self.path}: made by a newer pose-annotator (schema {v}, this one reads up to "
+                            f"{SCHEMA_VERSION}); upgrade pose-annotator")
 
     # -- schema -----------------------------------------------------------
     def _version(self) -> int:

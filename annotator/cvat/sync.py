@@ -94,6 +94,15 @@ def ensure_tables(store) -> None:
                 store.db.execute(stmt)
 
 
+def open_conflicts(store) -> dict[int, tuple[int, str]]:
+    """person id -> (image id, kind) of every conflict waiting for a decision; reads only (a project
+    never synced has none), so read-only views can call it."""
+    if not store.db.execute("SELECT 1 FROM sqlite_master WHERE name='cvat_conflicts'").fetchone():
+        return {}
+    return {pid: (iid, kind) for pid, iid, kind in
+            store.db.execute("SELECT person_id, image_id, kind FROM cvat_conflicts ORDER BY person_id")}
+
+
 # -- content ---------------------------------------------------------------------------------------
 def content(p: Person | None) -> list | None:
     """What CVAT holds of a person: [x, y, vis] per point (x = y = 0 where not labelled)."""

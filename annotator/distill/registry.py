@@ -41,6 +41,15 @@ def ensure_tables(store) -> None:
             store.db.execute(t)
 
 
+def _readable(store) -> bool:
+    """Whether the round tables can be read: created if missing, except through a read-only
+    connection (the web viewer), where missing tables mean no rounds yet."""
+    if getattr(store, "readonly", False):
+        return store.db.execute("SELECT 1 FROM sqlite_master WHERE name='distill_rounds'").fetchone() is not None
+    ensure_tables(store)
+    return True
+
+
 def model_name(k: int) -> str:
     """Provenance of points a round's student predicted."""
     return f"round {k}"
@@ -62,18 +71,21 @@ _COLS = "k, status, stage, teacher, mode, model_path, model_sha256, started_at, 
 
 
 def rounds(store) -> list[dict]:
-    ensure_tables(store)
+    if not _readable(store):
+        return []
     return [_row(r) for r in store.db.execute(f"SELECT {_COLS} FROM distill_rounds ORDER BY k")]
 
 
 def get_round(store, k: int) -> dict | None:
-    ensure_tables(store)
+    if not _readable(store):
+        return None
     r = store.db.execute(f"SELECT {_COLS} FROM distill_rounds WHERE k=?", (int(k),)).fetchone()
     return None if r is None else _row(r)
 
 
 def latest_accepted(store) -> dict | None:
-    ensure_tables(store)
+    if not _readable(store):
+        return None
     r = store.db.execute(f"SELECT {_COLS} FROM distill_rounds WHERE status='accepted' ORDER BY k DESC LIMIT 1"
                          ).fetchone()
     return None if r is None else _row(r)
@@ -81,7 +93,8 @@ def latest_accepted(store) -> dict | None:
 
 def unfinished(store) -> dict | None:
     """A round that started and did not end (crash, Ctrl+C): the next run resumes it."""
-    ensure_tables(store)
+    if not _readable(store):
+        return None
     r = store.db.execute(f"SELECT {_COLS} FROM distill_rounds WHERE status IN ('running', 'interrupted')"
                          " ORDER BY k DESC LIMIT 1").fetchone()
     return None if r is None else _row(r)
@@ -124,7 +137,8 @@ def next_k(store) -> int:
 
 # -- gold split ---------------------------------------------------------------------------
 def split(store) -> dict[int, str]:
-    ensure_tables(store)
+    if not _readable(store):
+        return {}
     return dict(store.db.execute("SELECT image_id, split FROM distill_split"))
 
 

@@ -13,6 +13,7 @@ import time
 import dearpygui.dearpygui as dpg
 import numpy as np
 
+from annotator.core import render
 from annotator.core import skeleton as sk
 from annotator.core.errors import UserError
 from annotator.gui.conflicts import ghost_segments
@@ -25,10 +26,10 @@ BOTTOM_H = 56          # frame slider + status line
 STATE_MARK = {"to_review": "[ ]", "in_progress": "[~]", "verified": "[x]"}
 VIS_LABELS = [VIS_NAMES[VISIBLE], VIS_NAMES[OCCLUDED], VIS_NAMES[NOT_LABELLED]]
 VIS_FROM_LABEL = {VIS_NAMES[v]: v for v in (VISIBLE, OCCLUDED, NOT_LABELLED)}
-SUSPECT_COLOR = (255, 40, 200, 255)
+SUSPECT_COLOR = (*render.SUSPECT_COLOR, 255)
 SELECT_COLOR = (255, 255, 255, 255)
-BAD_ANGLE = (255, 60, 60, 255)
-GOOD_ANGLE = (120, 255, 120, 230)
+BAD_ANGLE = (*render.BAD_ANGLE, 255)
+GOOD_ANGLE = (*render.GOOD_ANGLE, 230)
 GHOST_COLOR = (255, 255, 255, 200)       # the server's skeleton in a CVAT conflict: dashed white
 CONFLICT_COLOR = (255, 170, 40, 255)
 
@@ -507,12 +508,8 @@ class App:
     def _draw_arc(self, a, v, b, deg: float, bad: bool) -> None:
         st = self.state
         sv = st.view.to_screen(v)
-        ua = np.arctan2(*(a - v)[::-1])
-        ub = np.arctan2(*(b - v)[::-1])
-        d = (ub - ua + np.pi) % (2 * np.pi) - np.pi
-        r = 18.0
-        ts = np.linspace(ua, ua + d, 12)
-        pts = [(float(sv[0] + r * np.cos(t)), float(sv[1] + r * np.sin(t))) for t in ts]
+        # the arc's directions in image space; the view only scales and shifts, so they hold on screen
+        pts = [(float(x), float(y)) for x, y in render.angle_arc(a - v + sv, sv, b - v + sv, 18.0)]
         col = BAD_ANGLE if bad else GOOD_ANGLE
         dpg.draw_polyline(pts, color=col, thickness=2, parent=self.angle_node)
         dpg.draw_text((float(sv[0] + 10), float(sv[1] - 24)), f"{deg:.0f}", color=col, size=14, parent=self.angle_node)

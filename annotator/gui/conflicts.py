@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotator.cvat.sync import CvatSync, person_from_content
+from annotator.cvat.sync import CvatSync, open_conflicts, person_from_content
 from annotator.core.errors import UserError
 from annotator.core.model import Person
 
@@ -55,9 +55,7 @@ class ConflictTracker:
 
     def images(self) -> list[int]:
         """Image ids with an open conflict (a small table: read each time, always current)."""
-        if not self._has_tables():
-            return []
-        return [r[0] for r in self.store.db.execute("SELECT DISTINCT image_id FROM cvat_conflicts ORDER BY image_id")]
+        return sorted({iid for iid, _ in open_conflicts(self.store).values()})
 
     def on_image(self, image_id: int | None) -> list[Conflict]:
         if image_id is None or not self._has_tables():

@@ -24,7 +24,7 @@ from annotator.core import skeleton as sk
 from annotator.core.errors import UserError
 from annotator.gui.conflicts import Conflict, ConflictTracker
 from annotator.core.model import NOT_LABELLED, OCCLUDED, VIS_NAMES, VISIBLE, Frame, Person
-from annotator.review.queue import QueueItem, image_queue
+from annotator.review.queue import FILTERS, SUSPECT_THRESHOLD, QueueItem, image_queue, suspect_points
 
 # -- shortcuts -------------------------------------------------------------------------------
 
@@ -197,15 +197,6 @@ def template_person(box_xywh) -> Person:
 
 
 # -- review queue ------------------------------------------------------------------------------------
-
-FILTERS: dict[str, tuple[str, ...]] = {
-    "to review": ("to_review", "in_progress"),
-    "not started": ("to_review",),
-    "in progress": ("in_progress",),
-    "verified": ("verified",),
-    "all": ("to_review", "in_progress", "verified"),
-}
-
 
 class ReviewQueue:
     """The review order, fetched a page at a time (a 100,000-image project opens without reading it all).
@@ -596,7 +587,7 @@ class AppState:
         g = self.settings.get("gui", {})
         self.point_size = float(g.get("point_size", 5.0))
         self.show_angles = bool(g.get("show_angles", False))
-        self.suspect_threshold = float(g.get("suspect_threshold", 0.5))
+        self.suspect_threshold = float(g.get("suspect_threshold", SUSPECT_THRESHOLD))
         self.colors = {r: tuple(g.get(f"color_{r}", c)) for r, c in sk.REGION_COLORS.items()}
         k = int(prefetch if prefetch is not None else g.get("prefetch", 3))
         self.prefetch_k = k
@@ -838,13 +829,8 @@ class AppState:
     def suspects(self) -> list[tuple[int, int, float]]:
         """(person id, idx, score) of unverified points worth a look, most suspicious first."""
         if self._suspects is None:
-            out = []
-            for p in self.frame.persons if self.frame else []:
-                s = np.where(np.isnan(p.suspicion), 1.0 - np.nan_to_num(p.conf, nan=0.0), p.suspicion)
-                for i in np.flatnonzero(~p.verified & p.labelled & (s >= self.suspect_threshold)):
-                    out.append((p.id, int(i), float(s[i])))
-            out.sort(key=lambda t: -t[2])
-            self._suspects = out
+            persons = self.frame.persons if self.frame else []
+            self._suspects = [(persons[k].id, i, s) for k, i, s in suspect_points(persons, self.suspect_threshold)]
         return self._suspects
 
     def next_suspect(self) -> bool:

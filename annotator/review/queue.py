@@ -14,11 +14,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+import numpy as np
+
 from annotator.core import skeleton as sk
 from annotator.core.store import Store
 
 _SUS = "COALESCE(p.suspicion, 1.0 - COALESCE(p.conf, 0.0))"
 DIVERSITY_DECAY = 0.8      # the k-th image of one kind counts DECAY**k of its gain
+SUSPECT_THRESHOLD = 0.5    # default of a point worth a look (project.toml gui.suspect_threshold)
+
+# the queue's filters by name (the app's list, the web viewer): review states shown
+FILTERS: dict[str, tuple[str, ...]] = {
+    "to review": ("to_review", "in_progress"),
+    "not started": ("to_review",),
+    "in progress": ("in_progress",),
+    "verified": ("verified",),
+    "all": ("to_review", "in_progress", "verified"),
+}
+
+
+def suspect_points(persons, threshold: float = SUSPECT_THRESHOLD) -> list[tuple[int, int, float]]:
+    """(index in persons, point index, score) of unverified labelled points scored at least threshold,
+    most suspicious first; the score is the same as the queue's (_SUS)."""
+    out = []
+    for k, p in enumerate(persons):
+        s = np.where(np.isnan(p.suspicion), 1.0 - np.nan_to_num(p.conf, nan=0.0), p.suspicion)
+        for i in np.flatnonzero(~p.verified & p.labelled & (s >= threshold)):
+            out.append((k, int(i), float(s[i])))
+    out.sort(key=lambda t: -t[2])
+    return out
 
 
 @dataclass
