@@ -114,7 +114,7 @@ def angles_of(p: Person) -> tuple[dict[str, float | None], list[str]]:
 
 
 def people_json(persons: list[Person]) -> list[dict]:
-    """Per person: the 33 points in pixels with visibility (the pre-fill's visible / occluded) and
+    """Per person: the 33 points in pixels with visibility (the pre-fill's visible / occluded / not labelled: a point the model does not see) and
     confidence (visibility x presence, what pre-fill stores), and the joint angles."""
     out = []
     for p in persons:
