@@ -36,7 +36,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 GT_DEV = HERE.parent / ".." / "shared" / "data" / "pose-gt-dev"
-CATEGORIES = ("coco", "cvat", "toml", "db", "images", "reimport", "paths")
+VIDEO = HERE.parent / ".." / "shared" / "data" / "media" / "videos" / "mmpose_demo.mp4"
+CATEGORIES = ("coco", "cvat", "toml", "db", "images", "reimport", "paths", "gt")
 TIMEOUT = 20.0
 N_PHOTOS = 3
 
@@ -384,6 +385,9 @@ def _bad_images(c: Case, d: Path, rng: random.Random) -> list[Path]:
         "non_utf8": lambda p: shutil.copy(good, os.fsdecode(bytes(p.parent) + b"/bad\xff\xfe.jpg")),
         "newline_name": lambda p: shutil.copy(good, p.with_name("two\nlines.jpg")),
         "gif_as_jpg": lambda p: p.write_bytes(b"GIF89a" + b"\0" * 50),
+        "random_mp4": lambda p: p.with_suffix(".mp4").write_bytes(bytes(rng.randrange(256) for _ in range(5000))),
+        "cut_mp4": lambda p: p.with_suffix(".mp4").write_bytes(VIDEO.read_bytes()[: rng.randrange(1000, 150000)]),
+        "zero_mp4": lambda p: p.with_suffix(".mp4").write_bytes(b""),
     }
     picks = rng.sample(sorted(kinds), rng.randint(1, 3))
     made = []
@@ -407,6 +411,11 @@ def make_case(category: str, seed: int, root: Path, work: Path) -> Case:
         f = work / f"in.{ext}"
         f.write_bytes(data)
         c.commands = [["import", p, f, "--as", rng.choice(["verified", "predicted"])]]
+    elif category == "gt":          # a damaged ground truth for `evaluate`
+        data, ext = _coco_case(c, root, rng)
+        f = work / "gt.json"
+        f.write_bytes(data)
+        c.commands = [["evaluate", p, "--gt", f]]
     elif category == "cvat":
         data, ext = _cvat_case(c, root, rng)
         f = work / "in.xml"
@@ -457,6 +466,20 @@ def make_case(category: str, seed: int, root: Path, work: Path) -> Case:
         bad_out = rng.choice([work / "afile" / "x.json", work / "adir.json", work / "afile",
                               Path("/proc/version"), Path("/dev/full"), work / "afile" / "sub" / "x"])
         c.what = f"in {bad_in.name}, out {bad_out}"
+        if rng.random() < 0.25:     # the project's own files are not files
+            target = rng.choice(["project.db", "project.toml"])
+            (p / target).unlink()
+            how = rng.choice(["dir", "fifo", "devzero"])
+            {"dir": lambda q: q.mkdir(), "fifo": os.mkfifo, "devzero": lambda q: os.symlink("/dev/zero", q)}[how](p / target)
+            c.what = f"{target} is a {how}"
+            c.damaged_db = target == "project.db"
+            c.commands = [rng.choice([["status", p], ["export", p, "--format", "coco", "--out", work / "o.json"]])]
+            return c
+        if rng.random() < 0.1:
+            c.what = "--stride 0"
+            c.commands = [["init", p, "--images", root / "imgs", "--stride", rng.choice(["0", "-3"])]]
+            c.follow = [["status", p]]
+            return c
         c.commands = [rng.choice([["import", p, bad_in], ["import", p, bad_in, "--format", "cvat-xml"],
                                   ["export", p, "--format", rng.choice(["coco", "coco17", "cvat-xml", "yolo"]),
                                    "--out", bad_out],
@@ -474,6 +497,8 @@ _BAR = re.compile(r"^[\w -]*: *(\d+%\||\d+\w* \[)")
 
 def verified_points(db: Path):
     """The verified points exactly as stored (None when the database cannot be read)."""
+    if not db.is_file():            # SQLite would wait forever on a FIFO
+        return None
     try:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
@@ -486,7 +511,7 @@ def verified_points(db: Path):
 
 
 def integrity(db: Path) -> str:
-    if not db.exists():
+    if not db.is_file():
         return "ok"
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
@@ -537,7 +562,7 @@ def run_case(c: Case, runner=cli, timeout: float = TIMEOUT) -> Outcome:
     first = c.commands[0]
     proj = Path(first[1])
     db = proj / "project.db"
-    before = verified_points(db) if db.exists() else None
+    before = verified_points(db)
     persons = []
     failed = False
     inproc = runner is cli
@@ -605,7 +630,8 @@ def run_case(c: Case, runner=cli, timeout: float = TIMEOUT) -> Outcome:
 
 def cases(n: int, seed: int = 0) -> list[tuple[str, int]]:
     rng = random.Random(seed)
-    weights = {"coco": 0.32, "cvat": 0.2, "toml": 0.1, "db": 0.14, "images": 0.12, "reimport": 0.06, "paths": 0.06}
+    weights = {"coco": 0.3, "cvat": 0.19, "toml": 0.1, "db": 0.13, "images": 0.12, "reimport": 0.06, "paths": 0.05,
+               "gt": 0.05}
     cats = rng.choices(list(weights), weights=list(weights.values()), k=n)
     return [(cat, seed * 1_000_003 + i) for i, cat in enumerate(cats)]
 

@@ -21,6 +21,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from annotator.core.errors import UserError
 
+# FFmpeg's own complaints ("moov atom not found") go straight to the terminal, beside our one line
+# that names the file; quiet unless the user asks for them.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 # Pillow's own "decompression bomb" threshold (twice the size it warns about, ~179 MP): a header

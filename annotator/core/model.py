@@ -36,9 +36,10 @@ def check_person(p: Person) -> str | None:
         return f"point '{sk.NAMES[i]}' has coordinates {p.xy[i].tolist()} (not finite, or beyond {MAX_COORD:g} px)"
     if not (0 <= p.vis.min() and p.vis.max() <= 2):
         return "has visibility flags outside 0..2"
-    for name, a in (("confidence", p.conf), ("suspicion", p.suspicion)):
-        if ((a < 0) | (a > 1)).any():          # NaN (no value) passes, infinities do not
-            return f"has a {name} outside [0, 1]"
+    if ((p.conf < 0) | (p.conf > 1)).any():    # NaN (no value) passes, infinities do not
+        return "has a confidence outside [0, 1]"
+    if np.isinf(p.suspicion).any():
+        return "has an infinite suspicion score"
     try:
         "".join(p.source).encode("utf-8")      # TypeError: an entry that is not a string
     except TypeError:

@@ -42,6 +42,8 @@ class Project:
                name: str | None = None, progress=None) -> tuple["Project", dict]:
         """Create (or extend) a project; returns it and a summary of what was added."""
         root = Path(root)
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+            raise UserError(f"--stride must be a whole number of at least 1, not {stride!r}")
         files = media.expand(list(sources)) if sources else []
         root.mkdir(parents=True, exist_ok=True)
         toml = root / TOML

@@ -145,6 +145,8 @@ class Store:
         self.path = Path(path)
         if not create and not self.path.exists():
             raise UserError(f"{self.path}: project database not found")
+        if self.path.exists() and not self.path.is_file():     # a folder, a FIFO, /dev/zero: never opened
+            raise UserError(f"{self.path}: not a regular file, so not a project database")
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")
