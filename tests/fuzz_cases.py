@@ -188,6 +188,10 @@ def _json_text(obj, rng: random.Random, notes: list) -> bytes:
 def _coco_case(c: Case, root: Path, rng: random.Random) -> tuple[bytes, str]:
     seed = json.loads((root / rng.choice(["seed17.json", "seed33.json"])).read_text())
     notes: list = []
+    if rng.random() < 0.7:      # moved points: a partial write of a failing import changes verified points
+        for a in seed["annotations"]:
+            a["keypoints"] = [v + 0.5 if k % 3 != 2 and a["keypoints"][k - k % 3 + 2] else v
+                              for k, v in enumerate(a["keypoints"])]
     op = rng.random()
     if op < 0.1:        # every coordinate of one person non-finite or huge (the poisoned project)
         a = rng.choice(seed["annotations"])
@@ -196,10 +200,14 @@ def _coco_case(c: Case, root: Path, rng: random.Random) -> tuple[bytes, str]:
         notes.append(f"all coordinates {bad}")
     elif op < 0.15:     # an error in the last image only (a half import)
         last = seed["images"][-1]["id"]
-        seed["annotations"].append({"id": 999, "image_id": last, "category_id": 1,
-                                    "keypoints": [1.0, 2.0, 2] + [0, 0, 0] * (len(seed["categories"][0]["keypoints"]) - 1),
-                                    "bp_conf": ["high"] * len(seed["categories"][0]["keypoints"])})
-        notes.append("bad bp_conf on the last image")
+        bad = rng.choice([float("nan"), float("inf"), 1e308, "high"])
+        nk = len(seed["categories"][0]["keypoints"])
+        ann = {"id": 999, "image_id": last, "category_id": 1, "keypoints": [bad, 2.0, 2] + [0, 0, 0] * (nk - 1)}
+        if bad == "high":
+            ann["keypoints"][0] = 1.0
+            ann["bp_conf"] = ["high"] * nk
+        seed["annotations"].append(ann)
+        notes.append(f"{bad!r} in the last image's last annotation")
     else:
         for _ in range(rng.randint(1, 3)):
             _mutate_json(seed, rng, notes)
@@ -233,6 +241,11 @@ def _cvat_case(c: Case, root: Path, rng: random.Random) -> tuple[bytes, str]:
         return text.replace('name="coco_mini', 'name="\xe9coco_mini', 1).encode("latin-1", "replace"), "xml"
     root_el = ET.fromstring(text)
     notes = []
+    if rng.random() < 0.7:      # moved points (see _coco_case)
+        for pt in root_el.iter("points"):
+            if pt.get("outside") == "0":
+                x, y = map(float, pt.get("points").split(","))
+                pt.set("points", f"{x + 0.5:.2f},{y + 0.5:.2f}")
     for _ in range(rng.randint(1, 3)):
         els = [e for e in root_el.iter() if e.tag in ("image", "skeleton", "points", "attribute")]
         e = rng.choice(els)
