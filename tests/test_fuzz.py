@@ -316,3 +316,41 @@ def test_an_interrupted_prefill_force_is_resumed_by_prefill(fuzz_root, tmp_path,
         assert proj.store.counts().get("images_pending") == 2
         assert pf.prefill(proj, workers=1, progress=False, tta=False)["done"] == 2
         assert proj.store.counts().get("images_done") == 3
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "huge", "conf", "points"])
+def test_the_store_refuses_what_no_reader_should_let_through(fuzz_root, tmp_path, bad):
+    """The last line of defence: whatever the caller, a non-finite or absurd person is not written
+    (the transaction rolls back) and the project is as it was."""
+    import numpy as np
+
+    from annotator.core.errors import UserError
+    from annotator.core.model import Person
+    from annotator.core.project import Project
+    proj_dir = tmp_path / "p"
+    shutil.copytree(fuzz_root / "base", proj_dir)
+    before = F.verified_points(proj_dir / "project.db")
+    with Project.open(proj_dir) as proj:
+        s = proj.session("tester")
+        img = proj.store.images()[0].id
+        pid = proj.store.person_ids(img)[0]
+        p = proj.store.load_person(pid)
+        if bad == "nan":
+            p.xy[0, 0] = np.nan
+        elif bad == "inf":
+            p.xy[5, 1] = np.inf
+        elif bad == "huge":
+            p.xy[3, 0] = 1e308
+        elif bad == "conf":
+            p.conf[2] = 7.0
+        if bad == "points":
+            con = proj.store.db
+            con.execute("DELETE FROM points WHERE person_id=? AND idx>=10", (pid,))
+            with pytest.raises(UserError, match="damaged project database: person .* has 10 points"):
+                proj.store.load_frame(img)
+            return
+        with pytest.raises(UserError, match="refusing to store person"):
+            s.replace_person(pid, p)
+        with pytest.raises(UserError, match="refusing to store person"):
+            s.add_person(img, p)
+    assert F.verified_points(proj_dir / "project.db") == before
