@@ -182,6 +182,8 @@ def _parse_gt(gt: dict, name: str, assume_exhaustive: bool) -> GroundTruth:
             iid, fn = im["id"], str(im["file_name"])
         except (KeyError, TypeError) as e:
             raise UserError(f"{name}: image record {n} without {e}") from None
+        if isinstance(iid, bool) or not isinstance(iid, (int, str)) or (images and type(iid) is not type(next(iter(images)))):
+            raise UserError(f"{name}: image record {n} has id {iid!r:.40}; expected integers (all of one kind)")
         if iid in images:
             raise UserError(f"{name}: image id {iid} appears twice")
         ex = im.get("exhaustive_person_annotation")
