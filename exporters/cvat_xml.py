@@ -23,8 +23,8 @@ import numpy as np
 from exporters import cvat_label
 from annotator.core import skeleton as sk
 from annotator.core.errors import UserError
-from annotator.core.media import export_name
-from annotator.core.model import NOT_LABELLED, OCCLUDED, VISIBLE, Frame, Person
+from annotator.core.media import export_name, read_regular
+from annotator.core.model import MAX_COORD, NOT_LABELLED, OCCLUDED, VISIBLE, Frame, Person
 
 VERSION = "1.1"
 
@@ -133,13 +133,18 @@ def _read_person(path, where: str, sk_el: ET.Element) -> Person:
             raise UserError(f"{path}: {where}: point '{name}' appears twice")
         seen.add(name)
         i = sk.INDEX[name]
+        outside = _flag(path, where, pt, "outside")
+        occluded = _flag(path, where, pt, "occluded")
         try:
             xs = pt.get("points", "").split(";")[0].split(",")
             x, y = float(xs[0]), float(xs[1])
+            if not (math.isfinite(x) and math.isfinite(y) and abs(x) <= MAX_COORD and abs(y) <= MAX_COORD):
+                raise ValueError
         except (ValueError, IndexError):
-            raise UserError(f"{path}: {where}: point '{name}' has bad coordinates \"{pt.get('points')}\"") from None
-        outside = _flag(path, where, pt, "outside")
-        occluded = _flag(path, where, pt, "occluded")
+            if not outside:         # a point CVAT marks outside carries no position worth reading
+                raise UserError(f"{path}: {where}: point '{name}' has bad coordinates \"{pt.get('points')!s:.60}\""
+                                f" (expected two finite numbers of pixels, at most {MAX_COORD:g})") from None
+            x = y = 0.0
         p.xy[i] = (x, y)
         p.vis[i] = NOT_LABELLED if outside else (OCCLUDED if occluded else VISIBLE)
         for at in pt.findall("attribute"):
@@ -147,9 +152,11 @@ def _read_person(path, where: str, sk_el: ET.Element) -> Person:
             if key == cvat_label.ATTR_CONFIDENCE and text:
                 try:
                     c = float(text)
+                    if not (c == -1 or 0 <= c <= 100):
+                        raise ValueError
                 except ValueError:
-                    raise UserError(f"{path}: {where}: point '{name}' has confidence \"{text}\", "
-                                    f"not a number") from None
+                    raise UserError(f"{path}: {where}: point '{name}' has confidence \"{text:.40}\", "
+                                    f"not a percentage 0-100 (or -1 for none)") from None
                 p.conf[i] = np.nan if c < 0 else c / 100.0
             elif key == cvat_label.ATTR_PROVENANCE:
                 p.source[i] = at.text or ""
@@ -159,14 +166,11 @@ def _read_person(path, where: str, sk_el: ET.Element) -> Person:
 def read_cvat_xml(path: str | os.PathLike, label: str = cvat_label.LABEL_NAME) -> list[Frame]:
     """Frames with their people (skeletons with `label`) from a CVAT for images 1.1 file."""
     path = Path(path)
+    raw = read_regular(path, "CVAT XML file", limit=2 << 30)
     try:
-        root = ET.parse(path).getroot()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
+        root = ET.fromstring(raw)       # expat: no external entities, entity expansion bombs refused
     except ET.ParseError as e:
         raise UserError(f"{path}: not valid XML ({e})") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
     if root.tag != "annotations":
         raise UserError(f"{path}: not a CVAT XML file (root element <{root.tag}>, expected <annotations>)")
     if root.find("track") is not None:
@@ -179,14 +183,21 @@ def read_cvat_xml(path: str | os.PathLike, label: str = cvat_label.LABEL_NAME) -
             raise UserError(f"{path}: <image> number {n + 1} has no name")
         try:
             fid = int(img.get("id", n))
-            w, h = int(float(img.get("width", 0))), int(float(img.get("height", 0)))
+            w, h = float(img.get("width", 0)), float(img.get("height", 0))
+            if not all(math.isfinite(v) and 0 <= v < 2 ** 31 for v in (w, h)):
+                raise ValueError
+            w, h = int(w), int(h)
         except ValueError:
-            raise UserError(f"{path}: image '{name}': id/width/height are not numbers") from None
+            raise UserError(f"{path}: image '{name:.200}': id/width/height are not numbers"
+                            f" (id=\"{img.get('id')!s:.30}\", width=\"{img.get('width')!s:.30}\","
+                            f" height=\"{img.get('height')!s:.30}\")") from None
         f = Frame(name, w, h)
         for k, s in enumerate(img.findall("skeleton")):
             if s.get("label") != label:
                 continue
             f.persons.append(_read_person(path, f"image '{name}', skeleton {k + 1}", s))
         frames.append((fid, f))
+    if not frames:
+        raise UserError(f"{path}: has no <image> elements")
     frames.sort(key=lambda t: t[0])
     return [f for _, f in frames]

@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from annotator.core import skeleton as sk
-from annotator.core.media import export_name
+from annotator.core.media import flat_name
 from annotator.core.model import NOT_LABELLED, Frame
 
 
@@ -59,7 +59,7 @@ def write_yolo(frames: Iterable[Frame], out: Path, image_source: Callable[[Frame
         lines = label_lines(f, kind, verified_only)
         if verified_only and not lines and f.review_state != "verified":
             continue
-        name = export_name(f.file_name).replace("/", "__")
+        name = flat_name(f.file_name)
         src = image_source(f)
         dst = out / "images" / name
         if isinstance(src, Path):

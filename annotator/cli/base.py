@@ -113,6 +113,9 @@ def cmd_import(a) -> int:
                           rescore=lambda ids: update_suspicion(proj, ids))
         print(f"imported {a.file} ({kind} keypoints) as {a.as_}: {s['images_matched']} images matched,"
               f" {s['persons_updated']} people updated, {s['persons_added']} added, {s['points_set']} points")
+        if s["persons_unchanged"] or s["persons_empty"]:
+            print(f"  {s['persons_unchanged']} people already as in the file, unchanged;"
+                  f" {s['persons_empty']} annotations without a labelled point, skipped")
         if s["unknown_images"]:
             print(f"  {len(s['unknown_images'])} images not in the project, skipped (e.g. {s['unknown_images'][0]})")
     return 0
@@ -202,12 +205,34 @@ def _plugins():
     return out
 
 
+def _one_line(msg: str) -> str:
+    """A message on one line even when a file name in it holds a line break."""
+    return msg.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def main(argv: list[str] | None = None) -> int:
+    import sqlite3
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args) or 0
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as e:
+        # a damaged database file (a page overwritten, cut short), a read-only or full disk: it shows up
+        # in whichever query meets it. Constraint and programming errors are bugs and keep their traceback.
+        if isinstance(e, (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)):
+            raise
+        where = getattr(args, "project", None)
+        where = f"{Path(where) / 'project.db'}: " if where else ""
+        damaged = any(w in str(e) for w in ("malformed", "not a database", "no such table", "no such column"))
+        print(f"error: {_one_line(where)}{'damaged project database' if damaged else 'database error'}"
+              f" ({_one_line(str(e))}){'; restore it from a backup' if damaged else ''}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.filename is None:          # not about a file the user named: a bug or the machine
+            raise
+        print(f"error: {_one_line(str(e.filename))}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished work is saved; run the command again to resume", file=sys.stderr)

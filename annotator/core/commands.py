@@ -190,6 +190,14 @@ class Session:
             return None
         return self._commit(command, changes, args)[0]
 
+    def import_people(self, changes: list[tuple[int | None, int, Person]], args: dict | None = None) -> int | None:
+        """People read from another file, as ONE undoable command: (person id, or None for a new
+        person; image id; new state). One action, so an import lands whole or not at all."""
+        full = [(pid, img, None if pid is None else self._get(pid), after.copy()) for pid, img, after in changes]
+        if not full:
+            return None
+        return self._commit("import", full, args)[0]
+
     # -- model output ------------------------------------------------------------
     def set_predictions(self, image_id: int, persons: list[Person], model: str, undoable: bool = False) -> list[int]:
         """Replace the image's unverified people with a model's prediction.

@@ -7,8 +7,13 @@ reason that names the file.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import math
+import os
+import stat
+import threading
 import warnings
 from pathlib import Path
 
@@ -17,8 +22,57 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from annotator.core.errors import UserError
 
+# FFmpeg's own complaints ("moov atom not found") go straight to the terminal, beside our one line
+# that names the file; quiet unless the user asks for them.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+# Pillow's own "decompression bomb" threshold (twice the size it warns about, ~179 MP): a header
+# that claims more is refused before any pixel is decoded.
+MAX_PIXELS = 2 * (Image.MAX_IMAGE_PIXELS or 89478485)
+MAX_IMAGE_BYTES = 1 << 30       # a photo file larger than this is not read into memory
+MAX_VIDEO_FRAMES = 5_000_000    # ~46 hours at 30 fps
+_SIZE_LOCK = threading.Lock()
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a device"),
+          (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+
+
+def open_regular(path: Path | str, what: str = "file"):
+    """A binary file object of a regular file; a FIFO, device or folder is refused (never blocks:
+    opening a FIFO waits for a writer, reading /dev/zero never ends)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read {what} ({e.strerror or e})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+            raise UserError(f"{path}: is {kind}, not a regular file; cannot read {what}")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: Path | str, what: str = "file", limit: int = MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, or a one-line UserError."""
+    with open_regular(path, what) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise UserError(f"{path}: {what} is too large ({size:,} bytes; at most {limit:,} are read)")
+        try:
+            data = f.read(limit + 1)
+        except OSError as e:
+            raise UserError(f"{path}: cannot read {what} ({e.strerror or e})") from None
+    if len(data) > limit:
+        raise UserError(f"{path}: {what} is too large (more than {limit:,} bytes)")
+    return data
 
 
 def kind_of(path: Path) -> str | None:
@@ -38,6 +92,8 @@ def expand(paths: list[str | Path]) -> list[Path]:
                 raise UserError(f"{p}: folder has no images or videos")
             out.extend(found)
         elif kind_of(p):
+            if not p.is_file():         # a FIFO or a device named .jpg: reading it would never end
+                open_regular(p, "image or video").close()    # raises, naming what it is
             out.append(p)
         else:
             raise UserError(f"{p}: not an image or video file (by extension)")
@@ -46,9 +102,12 @@ def expand(paths: list[str | Path]) -> list[Path]:
 
 def sha1_file(path: Path) -> str:
     h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    with open_regular(path) as f:
+        try:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        except OSError as e:
+            raise UserError(f"{path}: cannot read file ({e.strerror or e})") from None
     return h.hexdigest()
 
 
@@ -58,7 +117,23 @@ UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")     # JPEG covers MPO (p
 
 
 class TooManyPixels(UserError):
-    """The header says more pixels than Pillow will decode (its decompression-bomb limit)."""
+    """The header says more pixels than we decode (a decompression bomb, or simply too big)."""
+
+
+def _too_large(path, fp) -> UserError:
+    """The size a bomb's header claims, read with Pillow's limit lifted for that one header."""
+    try:
+        with _SIZE_LOCK:
+            old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                fp.seek(0)
+                with Image.open(fp) as im:
+                    w, h = im.size
+            finally:
+                Image.MAX_IMAGE_PIXELS = old
+        return TooManyPixels(f"{path}: image too large: {w} x {h} ({w * h:,} pixels; at most {MAX_PIXELS:,})")
+    except Exception:                   # noqa: BLE001 - the size is only for the message
+        return TooManyPixels(f"{path}: image too large (more than {MAX_PIXELS:,} pixels)")
 
 
 def image_header(path: Path | bytes, name: str | None = None,
@@ -66,30 +141,42 @@ def image_header(path: Path | bytes, name: str | None = None,
     """(width, height, EXIF orientation) with the orientation already applied to the size.
 
     path may be the file's bytes (then `name` names it in errors); `formats` limits what Pillow tries.
-    Reads the header only, so a size check can come before any pixel is decoded.
+    Reads the header only, so a size check can come before any pixel is decoded; a file must be a
+    regular one (a FIFO or a device is refused, not read).
     """
-    name = name or str(path)
-    try:
-        src = io.BytesIO(path) if isinstance(path, (bytes, bytearray, memoryview)) else path
-        with Image.open(src, formats=formats) as im:
-            w, h = im.size
-            try:
-                orient = int(im.getexif().get(0x0112, 1) or 1)
-            except Exception:
-                orient = 1
-    except UnidentifiedImageError:
-        kinds = ", ".join(formats) if formats else "a format Pillow knows"
-        raise UserError(f"{name}: cannot read image (not an image file: expected {kinds})") from None
-    except Image.DecompressionBombError as e:
-        raise TooManyPixels(f"{name}: cannot read image ({_reason(e)})") from None
-    except OSError as e:
-        raise UserError(f"{name}: cannot read image ({_reason(e)})") from None
+    data = isinstance(path, (bytes, bytearray, memoryview))
+    name = name or ("upload" if data else str(path))
+    ctx = contextlib.nullcontext(io.BytesIO(path)) if data else open_regular(path, "image")
+    with ctx as fp:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(fp, formats=formats) as im:
+                    w, h = im.size
+                    try:
+                        orient = int(im.getexif().get(0x0112, 1) or 1)
+                    except Exception:
+                        orient = 1
+        except UnidentifiedImageError as e:
+            if formats:
+                raise UserError(f"{name}: cannot read image (not an image file: expected "
+                                f"{', '.join(formats)})") from None
+            raise UserError(f"{name}: cannot read image ({_reason(e)})") from None
+        except Image.DecompressionBombError:
+            raise _too_large(name, fp) from None
+        except Exception as e:  # noqa: BLE001 - a damaged header trips many kinds of error in Pillow
+            raise UserError(f"{name}: cannot read image ({_reason(e)})") from None
+    if w * h > MAX_PIXELS:
+        raise TooManyPixels(f"{name}: image too large: {w} x {h} ({w * h:,} pixels; at most {MAX_PIXELS:,})")
     if orient in (5, 6, 7, 8):
         w, h = h, w
     return w, h, orient
 
 
 def _reason(e: Exception) -> str:
+    """A human reason: Pillow's "cannot identify image file <_io.BytesIO object at 0x...>" is not one."""
+    if isinstance(e, UnidentifiedImageError):
+        return "not an image format Pillow knows, or its header is damaged"
     s = str(e) or type(e).__name__
     return s.split("\n")[0][:200]
 
@@ -103,13 +190,9 @@ def load_image(path: Path) -> np.ndarray:
     the way to numpy). Everything else, and anything OpenCV refuses, goes
     through Pillow, whose errors name the problem.
     """
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: file is missing") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read image ({_reason(e)})") from None
-    return decode_image(data, str(path))
+    if not os.path.lexists(path):
+        raise UserError(f"{path}: file is missing")
+    return decode_image(read_regular(path, "image"), str(path))
 
 
 def decode_image(data: bytes, name: str) -> np.ndarray:
@@ -118,14 +201,24 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
         rgb = _decode_jpeg(data)
         if rgb is not None:
             return rgb
+    fp = io.BytesIO(data)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(fp) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise TooManyPixels(f"{name}: image too large: {im.width} x {im.height} "
+                                    f"({im.width * im.height:,} pixels; at most {MAX_PIXELS:,})")
                 im.load()
                 im = ImageOps.exif_transpose(im)
                 return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as e:
+    except UserError:
+        raise
+    except Image.DecompressionBombError:
+        raise _too_large(name, fp) from None
+    except MemoryError:
+        raise UserError(f"{name}: cannot decode image (not enough memory)") from None
+    except Exception as e:      # noqa: BLE001 - a damaged file trips many kinds of error in Pillow's decoders
         raise UserError(f"{name}: cannot decode image ({_reason(e)})") from None
 
 
@@ -133,11 +226,13 @@ def _decode_jpeg(data: bytes) -> np.ndarray | None:
     """OpenCV's decode of a whole JPEG (None: let Pillow decide, e.g. beyond Pillow's pixel limit)."""
     import cv2
     try:
-        with Image.open(io.BytesIO(data)) as im:         # header only: keep Pillow's size limit
-            w, h = im.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:         # header only: keep Pillow's size limit
+                w, h = im.size
+    except Exception:           # noqa: BLE001 - Pillow's decode below says what is wrong
         return None
-    if Image.MAX_IMAGE_PIXELS and w * h > Image.MAX_IMAGE_PIXELS:
+    if w * h > (Image.MAX_IMAGE_PIXELS or MAX_PIXELS):
         return None
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)    # applies EXIF orientation
     return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -150,12 +245,15 @@ def video_info(path: Path) -> tuple[int, float, int, int]:
     try:
         if not cap.isOpened():
             raise UserError(f"{path}: cannot open video")
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        vals = [cap.get(k) for k in (cv2.CAP_PROP_FRAME_COUNT, cv2.CAP_PROP_FPS, cv2.CAP_PROP_FRAME_WIDTH,
+                                     cv2.CAP_PROP_FRAME_HEIGHT)]
+        n, fps, w, h = [float(v) if v is not None and math.isfinite(v) else 0.0 for v in vals]
         ok, _ = cap.read()
         if not ok or n <= 0:
             raise UserError(f"{path}: video has no decodable frames")
+        if n > MAX_VIDEO_FRAMES or w * h > MAX_PIXELS:     # a damaged header would make millions of rows
+            raise UserError(f"{path}: video header claims {n:.0f} frames of {w:.0f} x {h:.0f}; not believed")
+        n, w, h = int(n), int(w), int(h)
         return n, fps, w, h
     finally:
         cap.release()
@@ -189,6 +287,19 @@ class VideoReader:
 
 def frame_file_name(video_rel: str, index: int) -> str:
     return f"{video_rel}#{index:06d}"
+
+
+def flat_name(file_name: str, limit: int = 200) -> str:
+    """A file name for the image in an output folder (render, YOLO): the export name with "/" flattened,
+    control characters replaced; a name longer than `limit` bytes is cut and made unique by a hash."""
+    name = "".join("_" if ord(ch) < 32 or ch == "\x7f" else ch for ch in export_name(file_name).replace("/", "__"))
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= limit:
+        return name
+    stem, suffix = os.path.splitext(name)
+    digest = hashlib.sha1(raw).hexdigest()[:12]
+    keep = stem.encode("utf-8", "surrogateescape")[:limit - len(suffix.encode("utf-8", "surrogateescape")) - 13]
+    return keep.decode("utf-8", "ignore") + "-" + digest + suffix
 
 
 def export_name(file_name: str) -> str:

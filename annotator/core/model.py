@@ -21,6 +21,40 @@ VIS_NAMES = {NOT_LABELLED: "not labelled", OCCLUDED: "occluded", VISIBLE: "visib
 PREDICTED, VERIFIED = "predicted", "verified"
 
 
+MAX_COORD = 1e6     # |x|, |y| in pixels: far outside any image, small enough that every area stays finite
+
+
+def check_person(p: Person) -> str | None:
+    """What makes a person unfit to store, or None: the store's last line of defence, so no NaN,
+    infinity or absurd value written by any path (an import, a model, a hand edit) poisons a project.
+    (One comparison per array on the good path: NaN and infinities fail the `<=` tests too.)"""
+    if p.xy.shape != (sk.N, 2) or len(p.source) != sk.N:
+        return f"has {len(p.xy)} points, expected {sk.N}"
+    if not np.abs(p.xy).max() <= MAX_COORD:
+        bad = ~(np.abs(p.xy) <= MAX_COORD).all(1)
+        i = int(np.flatnonzero(bad)[0])
+        return f"point '{sk.NAMES[i]}' has coordinates {p.xy[i].tolist()} (not finite, or beyond {MAX_COORD:g} px)"
+    if not (0 <= p.vis.min() and p.vis.max() <= 2):
+        return "has visibility flags outside 0..2"
+    if ((p.conf < 0) | (p.conf > 1)).any():    # NaN (no value) passes, infinities do not
+        return "has a confidence outside [0, 1]"
+    if np.isinf(p.suspicion).any():
+        return "has an infinite suspicion score"
+    try:
+        "".join(p.source).encode("utf-8")      # TypeError: an entry that is not a string
+    except TypeError:
+        return "has a provenance that is not text"
+    except UnicodeEncodeError:
+        return "has a provenance that is not valid UTF-8"
+    if p.score is not None and (isinstance(p.score, bool) or not isinstance(p.score, (int, float, np.number))
+                                or not np.isfinite(p.score)):
+        return f"has score {p.score!r}, not a finite number"
+    if p.track_id is not None and (isinstance(p.track_id, bool) or not isinstance(p.track_id, (int, np.integer))
+                                   or not -2 ** 62 < int(p.track_id) < 2 ** 62):
+        return f"has track id {p.track_id!r}, not an integer"
+    return None
+
+
 def _arr(v, shape, dtype, fill):
     if v is None:
         return np.full(shape, fill, dtype=dtype)

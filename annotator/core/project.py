@@ -21,6 +21,14 @@ from annotator.core.store import ImageRow, Store
 TOML, DB = "project.toml", "project.db"
 
 
+def _check_name(path: Path, rel: str) -> None:
+    """The database and project.toml hold names as UTF-8 text; a name that is not cannot be stored."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(f"{os.fsencode(path)!r}: file name is not valid UTF-8; rename the file") from None
+
+
 class Project:
     def __init__(self, root: Path, settings: dict, store: Store):
         self.root = root
@@ -34,12 +42,16 @@ class Project:
                name: str | None = None, progress=None) -> tuple["Project", dict]:
         """Create (or extend) a project; returns it and a summary of what was added."""
         root = Path(root)
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+            raise UserError(f"--stride must be a whole number of at least 1, not {stride!r}")
         files = media.expand(list(sources)) if sources else []
         root.mkdir(parents=True, exist_ok=True)
         toml = root / TOML
         st = settings_mod.load(toml) if toml.exists() else settings_mod._merge(settings_mod.DEFAULTS, {})
         st["project"]["name"] = st["project"]["name"] or name or root.resolve().name
         rels = [os.path.relpath(Path(p).resolve(), root.resolve()) for p in sources]
+        for p, r in zip(sources, rels):
+            _check_name(Path(p), r)
         st["sources"]["paths"] = list(dict.fromkeys(list(st["sources"]["paths"]) + rels))
         if sources:
             st["sources"]["video_stride"] = stride
@@ -102,6 +114,7 @@ class Project:
             rel = self.rel(f)
             kind = media.kind_of(f)
             try:
+                _check_name(f, rel)
                 if kind == "image":
                     if st.db.execute("SELECT 1 FROM sources WHERE path=?", (rel,)).fetchone():
                         skipped += 1

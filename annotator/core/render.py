@@ -98,7 +98,7 @@ def render_project(project, out_dir, limit: int | None = None, progress: bool = 
     from PIL import Image
 
     from annotator.core.errors import UserError
-    from annotator.core.media import export_name
+    from annotator.core.media import flat_name
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = project.store.images()[:limit] if limit else project.store.images()
@@ -114,7 +114,7 @@ def render_project(project, out_dir, limit: int | None = None, progress: bool = 
             failed.append(str(e))
             continue
         img = draw(rgb, project.store.load_frame(r.id))
-        name = export_name(r.file_name).replace("/", "__")
+        name = flat_name(r.file_name)
         Image.fromarray(img).save(out / (Path(name).stem + ".jpg"), quality=90)
         n += 1
     return {"rendered": n, "failed": failed}

@@ -7,6 +7,7 @@ and diffed by people. Written atomically (temp file + rename).
 from __future__ import annotations
 
 import copy
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -54,13 +55,57 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f"}
+# settings whose value must be at least 1 (a count)
+_POSITIVE = {("prefill", "max_people"), ("prefill", "workers"), ("sources", "video_stride")}
+
+
+def _type_name(v) -> str:
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "a table"}.get(type(v), type(v).__name__)
+
+
+def check(data: dict, path) -> None:
+    """Every setting we know has the type of its default (a number may be an integer), finite numbers,
+    counts at least 1; a one-line UserError naming the file and the key otherwise. Keys we do not
+    know are kept as they are (a newer version's settings)."""
+    for table, defaults in DEFAULTS.items():
+        if table not in data:
+            continue
+        values = data[table]
+        if not isinstance(values, dict):
+            raise UserError(f"{path}: [{table}] must be a table, not {_type_name(values)} ({values!r:.40})")
+        for key, default in defaults.items():
+            if key not in values:
+                continue
+            v, where = values[key], f"{table}.{key}"
+            ok = (isinstance(v, bool) if isinstance(default, bool)
+                  else isinstance(v, int) and not isinstance(v, bool) if isinstance(default, int)
+                  else isinstance(v, (int, float)) and not isinstance(v, bool) if isinstance(default, float)
+                  else isinstance(v, type(default)))
+            if not ok:
+                raise UserError(f"{path}: {where} must be {_type_name(default)}, not {_type_name(v)} ({v!r:.40})")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise UserError(f"{path}: {where} must be a finite number, not {v}")
+            if isinstance(v, int) and not isinstance(v, bool) and not -2 ** 31 < v < 2 ** 31:
+                raise UserError(f"{path}: {where} = {v} is out of range")
+            if (table, key) in _POSITIVE and v < 1:
+                raise UserError(f"{path}: {where} must be at least 1, not {v}")
+            if isinstance(v, list) and not all(isinstance(x, str) for x in v):
+                raise UserError(f"{path}: {where} must be a list of strings")
+    for key, v in data.get("shortcuts", {}).items():
+        if not isinstance(v, str):
+            raise UserError(f"{path}: shortcuts.{key} must be a string (a key name), not {_type_name(v)}")
+
+
 def _toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, str):      # a TOML basic string: control characters escaped (a file name may hold any)
+        return '"' + "".join(_ESCAPES.get(ch) or (f"\\u{ord(ch):04x}" if ord(ch) < 32 or ord(ch) == 127 else ch)
+                             for ch in v) + '"'
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
@@ -79,13 +124,19 @@ def dumps(data: dict) -> str:
 
 
 def load(path: Path) -> dict:
+    from annotator.core.media import read_regular
+    if not os.path.lexists(path):
+        raise UserError(f"{path}: not a project (no project.toml)")
+    raw = read_regular(path, "project settings", limit=16 << 20)
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise UserError(f"{path}: not a project (no project.toml)") from None
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (TOML files are UTF-8): {e.reason} at byte {e.start}") from None
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path}: invalid TOML: {e}") from None
+    except RecursionError:
+        raise UserError(f"{path}: invalid TOML: nested too deeply") from None
+    check(data, path)
     return _merge(DEFAULTS, data)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from annotator.core import skeleton as sk
 from annotator.core.errors import UserError
-from annotator.core.model import Frame, Person
+from annotator.core.model import Frame, Person, check_person
 
 SCHEMA_VERSION = 2
 
@@ -101,6 +101,20 @@ ALTER TABLE points ADD COLUMN pred_y REAL;
 }
 
 
+def _columns() -> dict[str, set[str]]:
+    """Tables and columns of the current schema (built once in memory: exact, ~1 ms)."""
+    db = sqlite3.connect(":memory:")
+    try:
+        for stmt in (_SCHEMA_V1 + ";" + ";".join(_MIGRATIONS.values())).split(";"):
+            if stmt.strip():
+                db.execute(stmt)
+        return {t: {r[1] for r in db.execute(f"PRAGMA table_info({t})")}
+                for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()}
+    finally:
+        db.close()
+
+
+_REQUIRED = _columns()
 def _pack(p: Person | None) -> bytes | None:
     return None if p is None else zlib.compress(json.dumps(p.to_json()).encode())
 
@@ -134,6 +148,8 @@ class Store:
         self.readonly = readonly
         if (readonly or not create) and not self.path.exists():
             raise UserError(f"{self.path}: project database not found")
+        if self.path.exists() and not self.path.is_file():     # a folder, a FIFO, /dev/zero: never opened
+            raise UserError(f"{self.path}: not a regular file, so not a project database")
         if readonly:
             self._open_readonly()
             return
@@ -167,11 +183,14 @@ class Store:
 
     def _migrate(self) -> None:
         v = self._version()
+        if v < 0:
+            raise UserError(f"{self.path}: not a pose-annotator project database (schema version {v})")
         if v > SCHEMA_VERSION:
             raise UserError(
                 f"{self.path}: made by a newer pose-annotator (schema {v}, this one reads up to "
                 f"{SCHEMA_VERSION}); upgrade pose-annotator")
         if v == SCHEMA_VERSION:
+            self._check_tables()
             return
         with self.tx():
             if v == 0:
@@ -188,6 +207,20 @@ class Store:
                     if stmt.strip():
                         self.db.execute(stmt)
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._check_tables()
+
+    def _check_tables(self) -> None:
+        """Every table and column the code reads is there (a damaged or hand-edited file fails here,
+        in one line, not later in a query)."""
+        have: dict[str, set[str]] = {}
+        for (t,) in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
+            have[t] = {r[1] for r in self.db.execute(f"PRAGMA table_info({t})")}
+        for t, cols in _REQUIRED.items():
+            if t not in have:
+                raise UserError(f"{self.path}: damaged project database: table '{t}' is missing")
+            if not cols <= have[t]:
+                raise UserError(f"{self.path}: damaged project database: table '{t}' lacks column(s) "
+                                f"{', '.join(sorted(cols - have[t]))}")
 
     def close(self) -> None:
         self.db.close()
@@ -254,19 +287,26 @@ class Store:
     _IMG_SQL = ("SELECT i.id, i.file_name, s.path, s.kind, i.frame_index, i.width, i.height, i.status,"
                 " i.error, i.review_state FROM images i JOIN sources s ON s.id = i.source_id")
 
+    def _row(self, r) -> ImageRow:
+        """An image row, or a one-line UserError when its sizes or frame index are not integers."""
+        for v, what in ((r[4], "frame index"), (r[5], "width"), (r[6], "height")):
+            if v is not None and (not isinstance(v, int) or not 0 <= v < 2 ** 31):
+                raise UserError(f"{self.path}: damaged project database: image {r[1]!r} has {what} {v!r}")
+        return ImageRow(*r)
+
     def images(self, where: str = "", args: tuple = ()) -> list[ImageRow]:
         sql = self._IMG_SQL + (f" WHERE {where}" if where else "") + " ORDER BY s.path, i.frame_index, i.id"
-        return [ImageRow(*r) for r in self.db.execute(sql, args)]
+        return [self._row(r) for r in self.db.execute(sql, args)]
 
     def image(self, image_id: int) -> ImageRow:
         r = self.db.execute(self._IMG_SQL + " WHERE i.id=?", (image_id,)).fetchone()
         if r is None:
             raise KeyError(f"no image {image_id}")
-        return ImageRow(*r)
+        return self._row(r)
 
     def image_by_name(self, file_name: str) -> ImageRow | None:
         r = self.db.execute(self._IMG_SQL + " WHERE i.file_name=?", (file_name,)).fetchone()
-        return None if r is None else ImageRow(*r)
+        return None if r is None else self._row(r)
 
     def count_images(self) -> int:
         return self.db.execute("SELECT count(*) FROM images").fetchone()[0]
@@ -314,14 +354,24 @@ class Store:
             (person_id,)).fetchall()
         return self._person_from_rows(person_id, r[1], r[2], r[3], rows)
 
-    @staticmethod
-    def _person_from_rows(pid, score, track_id, rev, rows) -> Person:
-        if len(rows) != sk.N:
-            raise ValueError(f"person {pid} has {len(rows)} points, expected {sk.N}")
-        a = np.array([(r[1], r[2], r[3], np.nan if r[4] is None else r[4], r[5],
-                       np.nan if r[7] is None else r[7]) for r in rows], dtype=np.float64)
-        return Person(a[:, 0:2], a[:, 2].astype(np.int8), a[:, 3], a[:, 4].astype(bool), [r[6] for r in rows],
-                      a[:, 5], score=score, track_id=track_id, id=pid, rev=rev)
+    def _person_from_rows(self, pid, score, track_id, rev, rows) -> Person:
+        """The stored person, or a one-line UserError when the file holds what no version writes."""
+        if len(rows) != sk.N or [r[0] for r in rows] != list(range(sk.N)):
+            raise UserError(f"{self.path}: damaged project database: person {pid} has {len(rows)} points,"
+                            f" expected {sk.N}")
+        try:
+            a = np.array([(r[1], r[2], r[3], np.nan if r[4] is None else r[4], r[5],
+                           np.nan if r[7] is None else r[7]) for r in rows], dtype=np.float64)
+            p = Person(a[:, 0:2], a[:, 2].astype(np.int8), a[:, 3], a[:, 4].astype(bool),
+                       [r[6] if isinstance(r[6], str) else "" for r in rows], a[:, 5],
+                       score=score, track_id=track_id, id=pid, rev=rev)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"{self.path}: damaged project database: person {pid} holds a value that is not a"
+                            f" number ({e})") from None
+        problem = check_person(p)
+        if problem:
+            raise UserError(f"{self.path}: damaged project database: person {pid} {problem}")
+        return p
 
     def load_frame(self, image_id: int) -> Frame:
         im = self.image(image_id)
@@ -350,6 +400,9 @@ class Store:
         return self.db.execute("SELECT image_id FROM persons WHERE id=?", (person_id,)).fetchone()[0]
 
     def _write_points(self, pid: int, p: Person, now: float, set_pred: bool) -> None:
+        problem = check_person(p)
+        if problem:                     # the transaction around this write rolls back
+            raise UserError(f"{self.path}: refusing to store person {pid}: it {problem}")
         conf = [None if np.isnan(c) else float(c) for c in p.conf]
         sus = [None if np.isnan(s) else float(s) for s in p.suspicion]
         rows = [(pid, i, float(p.xy[i, 0]), float(p.xy[i, 1]), int(p.vis[i]), conf[i], int(p.verified[i]),

@@ -168,6 +168,10 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
         model_name = default_model_name(kwargs)
     settings = dict(kwargs, landmark_model=landmark_model, workers=workers, tta=bool(tta))
     run_id = project.store.start_run("prefill", model_name, settings)
+    if force:       # what --force redoes is pending until redone, so a killed run is resumed by `prefill`
+        with project.store.tx():
+            project.store.db.executemany("UPDATE images SET status='pending' WHERE id=?",
+                                         [(it[0],) for t in tasks for it in t.items])
     session = project.session()
     bar = None
     # Photos are scored for the review queue in batches while the workers run (the main process

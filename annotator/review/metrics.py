@@ -152,6 +152,15 @@ def load_gt(gt: dict | str | Path, *, assume_exhaustive: bool = False) -> Ground
         name = str(gt)
         gt = load_coco_json(gt)
     check_coco_shape(gt, name)
+    try:
+        return _parse_gt(gt, name, assume_exhaustive)
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError, IndexError) as e:
+        # a record of the wrong type somewhere (a string for a number, a list for an id): one line
+        raise UserError(f"{name}: a record has a value of the wrong type or range ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:150] if str(e) else ''})") from None
+
+
+def _parse_gt(gt: dict, name: str, assume_exhaustive: bool) -> GroundTruth:
     cats = {c.get("id"): c for c in gt.get("categories") or [] if isinstance(c, dict) and c.get("keypoints")}
     if not cats:
         raise UserError(f"{name}: no category with keypoints")
@@ -173,6 +182,8 @@ def load_gt(gt: dict | str | Path, *, assume_exhaustive: bool = False) -> Ground
             iid, fn = im["id"], str(im["file_name"])
         except (KeyError, TypeError) as e:
             raise UserError(f"{name}: image record {n} without {e}") from None
+        if isinstance(iid, bool) or not isinstance(iid, (int, str)) or (images and type(iid) is not type(next(iter(images)))):
+            raise UserError(f"{name}: image record {n} has id {iid!r:.40}; expected integers (all of one kind)")
         if iid in images:
             raise UserError(f"{name}: image id {iid} appears twice")
         ex = im.get("exhaustive_person_annotation")
@@ -196,6 +207,8 @@ def load_gt(gt: dict | str | Path, *, assume_exhaustive: bool = False) -> Ground
         kps = np.zeros((sk.N, 3))
         kps[to_bp] = np.asarray(kp, dtype=np.float64).reshape(k, 3)
         kps[kps[:, 2] <= 0] = 0.0
+        if not np.isfinite(kps).all() or np.abs(kps[:, :2]).max() > 1e6:
+            raise UserError(f"{name}: annotation {aid} has a keypoint that is not a finite number of pixels")
         bbox = a.get("bbox")
         bbox = tuple(float(x) for x in bbox) if isinstance(bbox, list) and len(bbox) == 4 else _bbox_of(kps)
         area = a.get("area")

@@ -19,7 +19,8 @@ import numpy as np
 from annotator.core import skeleton as sk
 from annotator.core.store import Store
 
-_SUS = "COALESCE(p.suspicion, 1.0 - COALESCE(p.conf, 0.0))"
+# CAST: a value that is not a number (a hand-edited or damaged file) reads as a number here, not as text
+_SUS = "COALESCE(CAST(p.suspicion AS REAL), 1.0 - COALESCE(CAST(p.conf AS REAL), 0.0))"
 DIVERSITY_DECAY = 0.8      # the k-th image of one kind counts DECAY**k of its gain
 SUSPECT_THRESHOLD = 0.5    # default of a point worth a look (project.toml gui.suspect_threshold)
 
