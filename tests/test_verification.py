@@ -111,3 +111,32 @@ def test_clip_segment():
     assert clip_segment((-10, -10), (-5, 80), r) is None
     (a, b) = clip_segment((50, -50), (50, 150), r)
     assert a == (50, 0) and b == (50, 50)
+
+
+def test_cli_export_complete_only_and_status(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from annotator.gui.state import template_person
+    (tmp_path / "media").mkdir()
+    for f in (RIDERS, "skimage_astronaut.png"):
+        shutil.copy(DEMO_IMAGES / f, tmp_path / "media")
+    proj, _ = Project.create(tmp_path / "proj", [tmp_path / "media"])
+    s = proj.session("lead")
+    ids = [r.id for r in proj.store.images()]
+    for iid in ids:
+        s.add_person(iid, template_person((50, 50, 100, 200)))
+        s.verify_image(iid)
+    s.confirm_people(ids[0])
+    proj.close()
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "annotator", *args], capture_output=True, text=True, timeout=120)
+    r = cli("export", str(tmp_path / "proj"), "--format", "coco", "--out", str(tmp_path / "c.json"), "--complete-only")
+    assert r.returncode == 0, r.stderr
+    names = [im["file_name"] for im in json.loads((tmp_path / "c.json").read_text())["images"]]
+    assert len(names) == 1 and RIDERS in names[0]
+    r = cli("status", str(tmp_path / "proj"), "--json")
+    assert json.loads(r.stdout)["images_complete"] == 1
+    r = cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("pose-annotator ")

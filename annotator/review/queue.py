@@ -126,7 +126,10 @@ def point_queue(store: Store, limit: int | None = None, image_id: int | None = N
 
     diverse: spread over (image folder, body region) the same way as image_queue.
     """
-    where = "q.deleted=0 AND p.verified=0" + (" AND q.image_id=?" if image_id is not None else "")
+    # a point that is not labelled and holds no model guess (e.g. a joint a GT file does not define) is
+    # nothing to review: it has no position to check
+    where = "q.deleted=0 AND p.verified=0 AND (p.vis > 0 OR p.conf IS NOT NULL)" + (
+        " AND q.image_id=?" if image_id is not None else "")
     sql = (f"SELECT q.image_id, p.person_id, p.idx, {_SUS} AS s FROM points p JOIN persons q ON q.id=p.person_id"
            f" WHERE {where} ORDER BY s DESC, p.person_id, p.idx")
     if limit and not diverse:
