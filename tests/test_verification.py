@@ -140,3 +140,25 @@ def test_cli_export_complete_only_and_status(tmp_path):
     assert json.loads(r.stdout)["images_complete"] == 1
     r = cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("pose-annotator ")
+
+
+def test_prefill_keeps_rejected_boxes_and_the_queue_counts_missed_people(tmp_path):
+    from annotator.prefill.run import prefill
+    from annotator.review.missing import KV_CANDIDATES, KV_EXPECTED, MISSING_WEIGHT, expected_missing
+    from annotator.review.queue import image_queue
+    (tmp_path / "media").mkdir()
+    shutil.copy(DEMO_IMAGES / "coco_000000536038.jpg", tmp_path / "media")    # a GT person pre-fill misses
+    proj, _ = Project.create(tmp_path / "proj", [tmp_path / "media"])
+    with proj:
+        prefill(proj, workers=1, progress=False, tta=False)
+        st = proj.store
+        iid = st.images()[0].id
+        cands = st.get_kv(f"{KV_CANDIDATES}{iid}")
+        assert cands and all(len(c) == 5 and c[4] < 1 for c in cands)
+        m = expected_missing(st, iid)
+        assert m > 0 and st.get_kv(f"{KV_EXPECTED}{iid}") == pytest.approx(m, abs=1e-4)
+        pts = st.db.execute("SELECT SUM(COALESCE(p.suspicion, 1 - COALESCE(p.conf, 0))) FROM points p JOIN persons q"
+                            " ON q.id=p.person_id WHERE q.image_id=? AND p.verified=0", (iid,)).fetchone()[0] or 0
+        assert image_queue(st)[0].score == pytest.approx(pts + MISSING_WEIGHT * m, abs=5e-3)
+        proj.session("lead").confirm_people(iid)       # a human looked: nobody is missing after all
+        assert image_queue(st)[0].score == pytest.approx(pts, abs=1e-3)
