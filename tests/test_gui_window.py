@@ -119,3 +119,12 @@ def test_initial_size_prefers_the_last_size_within_the_screen():
     assert initial_size((1920, 1080), (1400, 900)) == (1400, 900)
     assert initial_size((1366, 768), (1920, 1080)) == (1366, 768)      # a saved size never exceeds the screen
     assert initial_size(None, None) == FALLBACK
+
+
+def test_display_naming_no_server_is_one_line(tmp_path):
+    """GLFW aborts the process (SIGABRT) on a DISPLAY with no X server; the CLI asks Xlib first."""
+    n = next(k for k in range(199, 260) if not os.path.exists(f"/tmp/.X11-unix/X{k}"))
+    r = subprocess.run([sys.executable, "-m", "annotator", "gui", str(tmp_path / "p")], capture_output=True, text=True,
+                       timeout=60, env=dict(os.environ, DISPLAY=f":{n}"))
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert len(r.stderr.strip().splitlines()) == 1 and f"cannot open display ':{n}'" in r.stderr
