@@ -19,7 +19,7 @@ from annotator.core.errors import UserError
 from annotator.core.model import NOT_LABELLED, OCCLUDED, VISIBLE, Person
 from annotator.core.store import Store
 
-# kv key (+ image id) of the annotator's "nobody is missing here" check: {"by", "action", "ts"} or null.
+# kv key (+ image id) of the annotator's "nobody is missing here" check: {"by", "action"} or null.
 KV_PEOPLE_CONFIRMED = "review.people_confirmed:"
 
 
