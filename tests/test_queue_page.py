@@ -37,6 +37,14 @@ def test_first_page_equals_the_single_aggregate(tmp_path):
                         rows.append((pid, i, 1.0, 1.0, 2, conf, int(kind == 0 or rng.random() < 0.2), "t", now, sus))
                     st.db.executemany("INSERT INTO points(person_id, idx, x, y, vis, conf, verified, source,"
                                       " updated_at, suspicion) VALUES(?,?,?,?,?,?,?,?,?,?)", rows)
+            # expected missed people (review/missing.py) on some images, with and without people;
+            # a few of them confirmed complete by a human (their missing term is 0)
+            for k, iid in enumerate(rng.choice(ids, 60, replace=False)):
+                st.db.execute("INSERT INTO kv(key, value) VALUES(?, ?)",
+                              (f"review.missing:{iid}", str(round(float(rng.uniform(0, 0.5)) * (k % 4 != 0), 4))))
+                if k % 7 == 0:
+                    st.db.execute("INSERT INTO kv(key, value) VALUES(?, ?)",
+                                  (f"review.people_confirmed:{iid}", '{"by": "annotator:t"}'))
         for states in (("to_review", "in_progress"), ("to_review",), ("verified",),
                        ("to_review", "in_progress", "verified")):
             full = _reference_image_queue(st, states)

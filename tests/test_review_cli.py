@@ -62,13 +62,15 @@ def test_suspicion_then_evaluate_writes_every_figure(tiny):
     assert r["n_needs_fixing"] >= 5
     assert r["queue_recall_at_0_3"] > r["random_recall_at_0_3"] + 0.2
     assert all(not isinstance(v, dict) for v in r.values()), "the JSON file is flat"
-    # the queue lists images by expected fixes, the empty one last
+    # the queue lists images by expected fixes, the empty one last: not at 0 (the person boxes
+    # pre-fill rejected there may be people it missed) but below every image with people
     rc, out, err = run("queue", d / "p", "--limit", "10")
     assert rc == 0, err
     lines = [l for l in out.splitlines()[1:] if l.strip()]
     assert len(lines) == 5
     scores = [float(l.split()[1]) for l in lines]
-    assert scores == sorted(scores, reverse=True) and scores[-1] == 0.0
+    assert scores == sorted(scores, reverse=True) and 0.0 <= scores[-1] < 1.0 and scores[-2] > 1.0
+    assert "no_person" in lines[-1], lines
     rc, out, err = run("queue", d / "p", "--points", "--limit", "5", "--diverse")
     assert rc == 0 and len(out.splitlines()) == 6, out
 

@@ -41,6 +41,15 @@ def cmd_prefill(a) -> int:
         s = prefill(proj, workers=a.workers, force=a.force, limit=a.limit, landmark_model=landmark_model,
                     model_name=model_name, progress=not a.quiet, tta=False if a.no_tta else None,
                     retry_failed=a.retry_failed)
+        if not s["images"]:
+            c = proj.store.counts()
+            print(f"nothing to pre-fill: {c.get('images_done', 0)} images already done, {c.get('images_failed', 0)}"
+                  " failed (--force redoes unverified images, --retry-failed tries the failed ones again)")
+            return 0
+        if s["failed"] and not s["done"]:
+            errs = proj.store.failures()
+            raise UserError(f"pre-fill failed on all {s['failed']} images (first: {errs[0][1] if errs else '?'});"
+                            f" `pose-annotator status {a.project}` lists them")
         rate = s["done"] / s["seconds"] if s["seconds"] else 0.0
         print(f"pre-filled {s['done']} images ({s['people']} people), {s['failed']} failed,"
               f" {s['seconds']:.1f}s ({rate:.1f} images/s)")
@@ -49,8 +58,9 @@ def cmd_prefill(a) -> int:
 
 def cmd_status(a) -> int:
     with _open(a.project) as proj:
+        from annotator.core.commands import complete_images
         from annotator.review.suspicion import tta_coverage
-        c = {**proj.store.counts(), **tta_coverage(proj.store)}
+        c = {**proj.store.counts(), **tta_coverage(proj.store), "images_complete": len(complete_images(proj.store))}
         if a.json:
             print(json.dumps({**c, "failures": proj.store.failures()}, indent=1))
             return 0
@@ -59,6 +69,7 @@ def cmd_status(a) -> int:
               f"{c.get('images_done', 0)}, failed {c.get('images_failed', 0)})")
         print(f"  review: to review {c.get('review_to_review', 0)}, in progress {c.get('review_in_progress', 0)},"
               f" verified {c.get('review_verified', 0)}")
+        print(f"  complete: {len(complete_images(proj.store))} images (people verified, nobody missing: C in the app)")
         print(f"  people: {c['persons']} ({c['persons_fully_verified']} fully verified)")
         print(f"  points: {c['points_verified']} verified, {c['points_predicted']} predicted")
         if c["tta_older"]:
@@ -76,6 +87,14 @@ def cmd_export(a) -> int:
         def source(f):
             row = proj.store.image(f.id)
             return proj.source_path(row) if row.kind == "image" else proj.load_rgb(row)
+        if a.complete_only:
+            from annotator.core.commands import complete_images
+            keep = complete_images(proj.store)
+            frames = (f for f in frames if f.id in keep)
+            print(f"{len(keep)} complete images (people verified, nobody missing) of {proj.store.count_images()}")
+        if not proj.store.counts()["persons"]:
+            print(f"warning: {a.project} has no people yet: the export holds images only "
+                  f"(run `pose-annotator prefill {a.project}` first)", file=sys.stderr)
         if a.format in ("coco", "coco17"):
             from exporters.coco import to_coco, write_json
             data = to_coco(frames, "33" if a.format == "coco" else "17", a.verified_only)
@@ -134,6 +153,12 @@ def cmd_render(a) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pose-annotator", description="Turn photos/videos of people into a verified "
                                  "33-point pose dataset.")
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        ver = version("pose-annotator")
+    except PackageNotFoundError:
+        ver = "unknown (not installed)"
+    ap.add_argument("--version", action="version", version=f"pose-annotator {ver}")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("init", help="create a project (or add sources to one)")
@@ -168,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["coco", "coco17", "yolo", "yolo17", "cvat-xml", "slp", "dlc", "labelstudio", "nwb"])
     p.add_argument("--out", required=True, help="a file; a folder for yolo/yolo17/dlc")
     p.add_argument("--verified-only", action="store_true")
+    p.add_argument("--complete-only", action="store_true",
+                   help="only complete images: every person verified and nobody missing (C in the app)")
     p.set_defaults(fn=cmd_export)
 
     p = sub.add_parser("import", help="merge keypoints from a COCO (17/33), CVAT XML, SLEAP, DeepLabCut or Label Studio file")

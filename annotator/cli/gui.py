@@ -5,20 +5,12 @@ works on a headless machine; without a display the command says so in one line.
 """
 from __future__ import annotations
 
-import os
-import sys
-
 from annotator.core.errors import UserError
-
-
-def check_display() -> None:
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise UserError("no display (DISPLAY is not set): run it in a desktop session, or headless with "
-                        "`xvfb-run pose-annotator gui PROJECT`")
 
 
 def cmd_gui(a) -> int:
     from annotator.core.project import Project
+    from annotator.gui.screen import check_display
     check_display()
     with Project.open(a.project) as proj:
         try:

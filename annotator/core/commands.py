@@ -19,6 +19,32 @@ from annotator.core.errors import UserError
 from annotator.core.model import NOT_LABELLED, OCCLUDED, VISIBLE, Person
 from annotator.core.store import Store
 
+# kv key (+ image id) of the annotator's "nobody is missing here" check: {"by", "action"} or null.
+KV_PEOPLE_CONFIRMED = "review.people_confirmed:"
+
+
+def people_confirmed(store: Store, image_id: int) -> dict | None:
+    """Who confirmed that every person in the image is labelled (None: nobody has yet)."""
+    return store.get_kv(f"{KV_PEOPLE_CONFIRMED}{image_id}")
+
+
+def is_complete(store: Store, image_id: int) -> bool:
+    """Complete = nobody missing (confirmed by a human) and every person fully verified."""
+    return people_confirmed(store, image_id) is not None and not store.db.execute(
+        "SELECT 1 FROM points p JOIN persons q ON q.id=p.person_id WHERE q.image_id=? AND q.deleted=0"
+        " AND p.verified=0 LIMIT 1", (image_id,)).fetchone()
+
+
+def complete_images(store: Store) -> set[int]:
+    """Ids of the complete images (see is_complete), in one query."""
+    n = len(KV_PEOPLE_CONFIRMED)
+    confirmed = {int(k[n:]) for k, v in store.db.execute(
+        "SELECT key, value FROM kv WHERE key LIKE ? AND value != 'null'", (KV_PEOPLE_CONFIRMED + "%",))}
+    open_ = {r[0] for r in store.db.execute(
+        "SELECT DISTINCT q.image_id FROM points p JOIN persons q ON q.id=p.person_id"
+        " WHERE q.deleted=0 AND p.verified=0")}
+    return confirmed - open_
+
 
 class Session:
     """One annotator's editing session on a project store."""
@@ -75,14 +101,29 @@ class Session:
         people = [self.store.load_person(i) for i in ids]
         if people and all(p.fully_verified for p in people):
             state = "verified"
-        elif any(p.verified.any() for p in people) or self.store.db.execute(
-                "SELECT 1 FROM changes c JOIN actions a ON a.id=c.action_id JOIN persons q ON q.id=c.person_id"
-                " WHERE q.image_id=? AND a.actor LIKE 'annotator:%' LIMIT 1", (image_id,)).fetchone():
+        elif any(p.verified.any() for p in people) or self._edited_by_hand(image_id):
             state = "in_progress"
         else:
             state = "to_review"
         if self.store.image(image_id).review_state != state:
             self.store.set_review_state(image_id, state)
+
+    def _edited_by_hand(self, image_id: int) -> bool:
+        """An annotator's edit of this image's people still stands (not undone, or redone as often as
+        undone): undoing the only edit returns the image to "to review"."""
+        rows = self.store.db.execute(
+            "SELECT DISTINCT a.id, a.actor, a.undo_of, a.redo_of FROM changes c JOIN actions a ON a.id=c.action_id"
+            " JOIN persons q ON q.id=c.person_id WHERE q.image_id=?", (image_id,)).fetchall()
+        net: dict[int, int] = {}
+        for aid, actor, undo_of, redo_of in rows:
+            if undo_of is not None:
+                net[undo_of] = net.get(undo_of, 0) - 1
+            elif redo_of is not None:
+                net[redo_of] = net.get(redo_of, 0) + 1
+            elif actor.startswith("annotator:"):
+                net[aid] = net.get(aid, 0) + 1
+        by_hand = {aid for aid, actor, u, r in rows if u is None and r is None and actor.startswith("annotator:")}
+        return any(net[aid] > 0 for aid in by_hand)
 
     # -- point edits ---------------------------------------------------------
     def move_point(self, person_id: int, idx: int, x: float, y: float) -> int:
@@ -158,10 +199,31 @@ class Session:
             self._mark(after, np.flatnonzero(~after.verified))
             changes.append((pid, image_id, before, after))
         if not changes:
-            if not self.store.person_ids(image_id):   # an image verified as "nobody here"
+            if not self.store.person_ids(image_id):   # an image verified as "nobody here": nobody is missing
                 self.store.set_review_state(image_id, "verified")
+                if people_confirmed(self.store, image_id) is None:
+                    return self.confirm_people(image_id)
             return None
         return self._commit("verify_image", changes, {"image": image_id})[0]
+
+    def confirm_people(self, image_id: int, confirmed: bool = True) -> int:
+        """The annotator looked for people the model missed and found none left: every person in
+        the image is labelled. A logged, undoable command (no person changes; the check lives in
+        the kv table), so `complete` survives a restart and the audit trail says who checked."""
+        self.store.image(image_id)                    # KeyError for an unknown image
+        key = f"{KV_PEOPLE_CONFIRMED}{image_id}"
+        old = self.store.get_kv(key)
+        with self.store.tx():
+            aid, _ = self.store.apply_changes([], self.actor, "confirm_people" if confirmed else "unconfirm_people",
+                                              {"image": image_id}, self.id)
+            new = {"by": self.actor, "action": aid} if confirmed else None
+            self.store.set_kv(key, new)
+        self._undo.append(aid)
+        self._redo.clear()
+        self.attach(aid, lambda: self.store.set_kv(key, old), lambda: self.store.set_kv(key, new))
+        for fn in self.listeners:
+            fn({image_id})
+        return aid
 
     # -- persons -------------------------------------------------------------
     def add_person(self, image_id: int, person: Person, source: str | None = None) -> int:
@@ -257,7 +319,7 @@ class Session:
             changes.append((pid, self.store.person_image(pid), current, target))
         aid, _ = self.store.apply_changes(changes, self.actor, ("undo " if use_before else "redo ") + a["command"],
                                           {"of": action_id}, self.id, **kw)
-        images = {img for _, img, _, _ in changes}
+        images = {img for _, img, _, _ in changes} or ({a["args"]["image"]} if "image" in a["args"] else set())
         for img in images:
             self._update_review_state(img)
         for fn in self.listeners:

@@ -15,15 +15,21 @@ import numpy as np
 
 from annotator.core import render
 from annotator.core import skeleton as sk
+from annotator.core.commands import complete_images
 from annotator.core.errors import UserError
 from annotator.gui.conflicts import ghost_segments
-from annotator.gui.state import AppState, point_style
+from annotator.gui import screen
+from annotator.gui.state import (AppState, clamp_to, clip_segment, inside, panel_widths, point_style,
+                                 short_source, view_rect)
 from annotator.core.model import NOT_LABELLED, OCCLUDED, VIS_NAMES, VISIBLE
 from annotator.gui import keys
 
-LEFT_W, RIGHT_W = 270, 470
 BOTTOM_H = 56          # frame slider + status line
-STATE_MARK = {"to_review": "[ ]", "in_progress": "[~]", "verified": "[x]"}
+TOP_H = 34             # toolbar
+ROW_H = 17             # a listbox row in the default font
+# [x] only for a complete image (people verified AND nobody missing, commands.is_complete);
+# [v]: every person verified, the missing-people check (C) not done yet
+STATE_MARK = {"to_review": "[ ]", "in_progress": "[~]", "verified": "[v]"}
 VIS_LABELS = [VIS_NAMES[VISIBLE], VIS_NAMES[OCCLUDED], VIS_NAMES[NOT_LABELLED]]
 VIS_FROM_LABEL = {VIS_NAMES[v]: v for v in (VISIBLE, OCCLUDED, NOT_LABELLED)}
 SUSPECT_COLOR = (*render.SUSPECT_COLOR, 255)
@@ -48,11 +54,19 @@ class PersonItems:
 
 
 class App:
-    def __init__(self, state: AppState, width: int = 1500, height: int = 920, title: str = "pose-annotator"):
+    def __init__(self, state: AppState, width: int | None = None, height: int | None = None,
+                 title: str = "pose-annotator", size_file=None):
+        """width/height None: the size this user last left the window at, else the screen's (screen.py)."""
         self.state = state
         state.hold_prefetch_until_drawn = True
         self.title = title
+        self.size_file = size_file
+        self._remember = size_file is not None or width is None     # tests with a fixed size leave it alone
+        if width is None or height is None:
+            width, height = screen.initial_size(screen.x_screen_size(), screen.saved_size(size_file))
         self.width, self.height = width, height
+        self.left_w, self.right_w = panel_widths(width)
+        self._layout_key = None
         self.persons: dict[int, PersonItems] = {}
         self.edges_of = [[k for k, (a, b) in enumerate(sk.EDGES) if i in (a, b)] for i in range(sk.N)]
         # each edge's region, by skeleton.edge_color's rule (region colors are distinct); colors are user settings
@@ -74,15 +88,17 @@ class App:
     def build(self) -> None:
         dpg.create_context()
         dpg.configure_app(manual_callback_management=True)
-        dpg.create_viewport(title=self.title, width=self.width, height=self.height, x_pos=0, y_pos=0)
+        dpg.create_viewport(title=self.title, width=self.width, height=self.height, x_pos=0, y_pos=0,
+                            resizable=True, min_width=screen.MIN_SIZE[0] // 2, min_height=screen.MIN_SIZE[1] // 2)
         dpg.setup_dearpygui()
         self.texreg = dpg.add_texture_registry()
         with dpg.window(tag="main", no_scrollbar=True):
             self._toolbar()
             with dpg.group(horizontal=True):
-                with dpg.child_window(width=LEFT_W, height=-BOTTOM_H, tag="left"):
+                with dpg.child_window(width=self.left_w, height=-BOTTOM_H, tag="left"):
                     self._queue_panel()
-                with dpg.child_window(width=-RIGHT_W, height=-BOTTOM_H, tag="center", no_scrollbar=True, border=False):
+                with dpg.child_window(width=-self.right_w, height=-BOTTOM_H, tag="center", no_scrollbar=True,
+                                      border=False, no_scroll_with_mouse=True):
                     self.dl = dpg.add_drawlist(600, 600, tag="canvas")
                     self.img_item = None
                     self.layer = dpg.add_draw_node(parent=self.dl)
@@ -113,6 +129,7 @@ class App:
             for label, action in (("< Prev", "prev_image"), ("Next >", "next_image"), ("Suspect", "next_suspect"),
                                   ("Visibility", "cycle_visibility"), ("Swap L/R", "swap_lr"),
                                   ("Verify person", "verify_person"), ("Verify image", "verify_image"),
+                                  ("Nobody missing", "confirm_people"),
                                   ("Add (box)", "add_person_box"), ("Template", "add_template"),
                                   ("Delete", "delete_person"), ("Undo", "undo"), ("Redo", "redo"), ("Fit", "fit"),
                                   ("Help", "help")):
@@ -137,7 +154,7 @@ class App:
         dpg.add_button(label="Refresh order", width=-1, callback=lambda: self._set_filter(self.state.queue.filter))
         dpg.add_spacer(height=6)
         dpg.add_text("Suspect points here", color=(255, 150, 220))
-        self.suspect_text = dpg.add_text("", wrap=LEFT_W - 20)
+        self.suspect_text = dpg.add_text("", wrap=self.left_w - 20)
 
     def _right_panel(self) -> None:
         with dpg.tab_bar():
@@ -152,11 +169,11 @@ class App:
                         with dpg.table_row():
                             name = dpg.add_selectable(label=sk.NAMES[i], span_columns=False, user_data=i,
                                                       callback=lambda s, a, u: self._pick_point(u))
-                            x = dpg.add_input_float(width=58, step=0, format="%.1f", on_enter=True, user_data=(i, "x"),
+                            x = dpg.add_input_float(width=52, step=0, format="%.1f", on_enter=True, user_data=(i, "x"),
                                                     callback=self._on_table_edit)
-                            y = dpg.add_input_float(width=58, step=0, format="%.1f", on_enter=True, user_data=(i, "y"),
+                            y = dpg.add_input_float(width=52, step=0, format="%.1f", on_enter=True, user_data=(i, "y"),
                                                     callback=self._on_table_edit)
-                            v = dpg.add_combo(VIS_LABELS, width=100, no_arrow_button=True, user_data=(i, "vis"), callback=self._on_table_edit)
+                            v = dpg.add_combo(VIS_LABELS, width=88, no_arrow_button=True, user_data=(i, "vis"), callback=self._on_table_edit)
                             c = dpg.add_text("")
                             src = dpg.add_text("")
                             self.inputs += [x, y]
@@ -195,8 +212,8 @@ class App:
                                        user_data=region, callback=self._on_color)
 
     def _help_window(self) -> None:
-        with dpg.window(label="Shortcuts (F1 closes)", tag="help", show=False, width=560, height=620, pos=(300, 60),
-                        modal=False):
+        with dpg.window(label="Shortcuts (F1 closes)", tag="help", show=False, autosize=True, pos=(40, 40),
+                        modal=False, no_collapse=True):
             with dpg.table(header_row=True, policy=dpg.mvTable_SizingStretchProp):
                 dpg.add_table_column(label="key")
                 dpg.add_table_column(label="action")
@@ -210,6 +227,11 @@ class App:
                          "CVAT conflicts (!C in the queue): the server's version is the dashed white skeleton;\n"
                          "Keep local / Take server in the left panel settle one person (undoable).\n"
                          "Shortcuts: [shortcuts] in project.toml or ~/.config/pose-annotator/config.toml")
+        with dpg.theme() as compact:          # tight rows: the whole help fits a 768-pixel-high screen
+            with dpg.theme_component(dpg.mvAll):
+                dpg.add_theme_style(dpg.mvStyleVar_CellPadding, 4, 0)
+                dpg.add_theme_style(dpg.mvStyleVar_ItemSpacing, 8, 2)
+        dpg.bind_item_theme("help", compact)
 
     # -- input -----------------------------------------------------------------------------------------------
     def _canvas_pos(self) -> tuple[float, float]:
@@ -315,9 +337,22 @@ class App:
 
     # -- per-frame update -------------------------------------------------------------------------------
     def _layout(self) -> None:
+        """The panels and the canvas follow the viewport (a resize, or the first frames)."""
         vw, vh = dpg.get_viewport_client_width(), dpg.get_viewport_client_height()
-        w = max(100, vw - LEFT_W - RIGHT_W - 40)
-        h = max(100, vh - 50 - BOTTOM_H)
+        if (vw, vh) != self._layout_key:
+            self._layout_key = (vw, vh)
+            self.left_w, self.right_w = panel_widths(vw)
+            dpg.configure_item("left", width=self.left_w)
+            dpg.configure_item("center", width=-self.right_w)
+            dpg.configure_item(self.suspect_text, wrap=self.left_w - 20)
+            # the queue list takes the left panel's height less its other rows (filter, counts, buttons,
+            # the 8 suspect lines)
+            dpg.configure_item(self.queue_list, num_items=int(max(4, (vh - TOP_H - BOTTOM_H - 330) // ROW_H)))
+            self.state.mark("queue")
+        cw, ch = dpg.get_item_rect_size("center")
+        if cw < 50 or ch < 50:             # before the first render: what the panels leave
+            cw, ch = vw - self.left_w - self.right_w - 24, vh - TOP_H - BOTTOM_H - 16
+        w, h = max(100, int(cw)), max(100, int(ch))
         if (w, h) != tuple(self.state.canvas):
             dpg.configure_item(self.dl, width=w, height=h)
             self.state.set_canvas(w, h)
@@ -370,10 +405,11 @@ class App:
         if "frames" in dirty:
             self._update_frames()
         if "help" in dirty:
-            dpg.configure_item("help", show=not dpg.is_item_shown("help"))
+            dpg.configure_item("help", show=not dpg.is_item_shown("help"), pos=(max(0, self.left_w - 40), 24))
         if "status" in dirty or "queue" in dirty:
             s = st.session
-            dpg.set_value(self.status, f"{st.status}    |  annotator: {s.annotator}  |  undo: {len(s._undo)}"
+            done = "complete" if st.complete else "not complete"
+            dpg.set_value(self.status, f"{st.status}    |  {done}  |  annotator: {s.annotator}  |  undo: {len(s._undo)}"
                           f"  redo: {len(s._redo)}  |  zoom {st.view.zoom:.2f}")
 
     def _upload_texture(self, force: bool = True) -> None:
@@ -424,7 +460,21 @@ class App:
             self.persons[p.id] = PersonItems(dpg.add_draw_node(parent=self.layer))
             self._update_person(p)
 
-    def _point_cfg(self, p, i, s, sel: bool) -> dict:
+    def _clip_rect(self):
+        st = self.state
+        if st.decoded is None:
+            return (0.0, 0.0, *st.canvas)
+        return view_rect(st.view, *st.decoded.size, *st.canvas)
+
+    def _point_cfg(self, p, i, s, sel: bool, rect=None) -> dict:
+        rect = rect or self._clip_rect()
+        if not inside(s[i], rect):
+            if p.vis[i] == NOT_LABELLED and not (sel and p.hidden_guess[i]):
+                return {"show": False}
+            # outside the photo (or the visible part of it): a small ring at the edge, where it went
+            col = (200, 200, 200, 150) if p.vis[i] == NOT_LABELLED else _rgba(self.state.colors[sk.REGIONS[i]])
+            return {"show": True, "center": clamp_to(s[i], rect), "radius": 3.0, "fill": (0, 0, 0, 0),
+                    "color": col, "thickness": 2.0}
         if p.vis[i] == NOT_LABELLED:
             if not (sel and p.hidden_guess[i]):
                 return {"show": False}
@@ -445,12 +495,15 @@ class App:
                        thickness=1.5 if p.verified[i] else 1.0)
         return cfg
 
-    def _edge_cfg(self, p, k, s, sel: bool) -> dict:
+    def _edge_cfg(self, p, k, s, sel: bool, rect=None) -> dict:
         a, b = sk.EDGES[k]
         if p.vis[a] == NOT_LABELLED or p.vis[b] == NOT_LABELLED:
             return {"show": False}
+        seg = clip_segment(s[a], s[b], rect or self._clip_rect())     # nothing drawn outside the photo
+        if seg is None:
+            return {"show": False}
         alpha = 230 if sel or self.state.sel_person is None else 150
-        return {"show": True, "p1": (float(s[a, 0]), float(s[a, 1])), "p2": (float(s[b, 0]), float(s[b, 1])),
+        return {"show": True, "p1": seg[0], "p2": seg[1],
                 "color": _rgba(self.state.colors[self.edge_region[k]], alpha), "thickness": 3.0 if sel else 2.0}
 
     def _update_person(self, p) -> None:
@@ -459,10 +512,11 @@ class App:
         items = self.persons[p.id]
         s = self.state.view.to_screen(self.state.display_xy(p))
         sel = p.id == self.state.sel_person
+        rect = self._clip_rect()
         for k, it in enumerate(items.edges):
-            dpg.configure_item(it, **self._edge_cfg(p, k, s, sel))
+            dpg.configure_item(it, **self._edge_cfg(p, k, s, sel, rect))
         for i, it in enumerate(items.points):
-            dpg.configure_item(it, **self._point_cfg(p, i, s, sel))
+            dpg.configure_item(it, **self._point_cfg(p, i, s, sel, rect))
 
     def _update_point(self, p, i: int) -> None:
         """While dragging: one circle and the edges touching it, nothing else."""
@@ -529,10 +583,11 @@ class App:
         sus = {(pid, i) for pid, i, _ in st.suspects()}
         if p is None:
             dpg.set_value(self.person_label, "no person selected (click a person; W cycles)")
-            for name, x, y, v, c, src in self.rows:
-                dpg.set_value(x, 0.0)
-                dpg.set_value(y, 0.0)
-                dpg.set_value(v, "")
+            for i, (name, x, y, v, c, src) in enumerate(self.rows):
+                # nothing of the previous person stays: no suspect marks, no editable 0.0 fields
+                dpg.configure_item(name, label=sk.NAMES[i])
+                for item in (x, y, v):
+                    dpg.configure_item(item, show=False)
                 dpg.set_value(c, "")
                 dpg.set_value(src, "")
                 dpg.set_value(name, False)
@@ -546,12 +601,14 @@ class App:
         for i, (name, x, y, v, c, src) in enumerate(self.rows):
             dpg.set_value(name, i == st.sel_point)
             if values:
+                for item in (x, y, v):
+                    dpg.configure_item(item, show=True)
                 dpg.configure_item(name, label=("! " if (p.id, i) in sus else "") + sk.NAMES[i])
                 dpg.set_value(x, float(xy[i, 0]))
                 dpg.set_value(y, float(xy[i, 1]))
                 dpg.set_value(v, VIS_NAMES[int(p.vis[i])])
                 dpg.set_value(c, "" if np.isnan(p.conf[i]) else f"{p.conf[i]:.2f}")
-                dpg.set_value(src, ("* " if p.verified[i] else "") + (p.source[i] or "")[:26])
+                dpg.set_value(src, ("* " if p.verified[i] else "") + short_source(p.source[i]))
         angles, bad = st.angles()
         for n, t in self.angle_texts.items():
             val = angles.get(n)
@@ -563,13 +620,17 @@ class App:
         q = st.queue
         states = q.state_of([it.image_id for it in q.items])
         conflicted = set(st.conflicts.images())
+        complete = complete_images(st.store)
         labels = []
         self.queue_rows = []
         for n, it in enumerate(q.items):
-            mark = STATE_MARK.get(states.get(it.image_id, it.review_state), "[?]")
+            state = states.get(it.image_id, it.review_state)
+            mark = "[x]" if it.image_id in complete else STATE_MARK.get(state, "[?]")
             name = it.file_name.rsplit("/", 1)[-1]
             flag = "!C " if it.image_id in conflicted else ""
-            labels.append(f"{n + 1:>4} {mark} {flag}{name[:24]}  {it.score:.1f}")
+            score = f"{it.score:.1f}"
+            room = max(6, (self.left_w - 34) // 7 - 12 - len(flag) - len(score))   # 7 px a character
+            labels.append(f"{n + 1:>4} {mark} {flag}{name if len(name) <= room else name[:room - 1] + '~'} {score}")
             self.queue_rows.append(it.image_id)
         dpg.configure_item(self.queue_list, items=labels)
         if 0 <= st.pos < len(labels):
@@ -595,7 +656,7 @@ class App:
                       + (f", {len(self.conflicts_here)} here" if self.conflicts_here else ""))
         for c in self.conflicts_here:
             dpg.add_text(c.label + ("\n(server: dashed white skeleton)" if c.server is not None else ""),
-                         wrap=LEFT_W - 20, parent=self.conflict_rows)
+                         wrap=self.left_w - 20, parent=self.conflict_rows)
             with dpg.group(horizontal=True, parent=self.conflict_rows):
                 for label, prefer in (("Keep local", "local"), ("Take server", "server")):
                     b = dpg.add_button(label=label, user_data=(c.person_id, prefer),
@@ -689,6 +750,8 @@ class App:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._remember:
+                screen.save_size(dpg.get_viewport_width(), dpg.get_viewport_height(), self.size_file)
             self.state.close()
             dpg.destroy_context()
 

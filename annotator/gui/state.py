@@ -24,6 +24,7 @@ from annotator.core import skeleton as sk
 from annotator.core.errors import UserError
 from annotator.gui.conflicts import Conflict, ConflictTracker
 from annotator.core.model import NOT_LABELLED, OCCLUDED, VIS_NAMES, VISIBLE, Frame, Person
+from annotator.core.commands import is_complete
 from annotator.review.queue import FILTERS, SUSPECT_THRESHOLD, QueueItem, image_queue, suspect_points
 
 # -- shortcuts -------------------------------------------------------------------------------
@@ -38,6 +39,7 @@ DEFAULT_SHORTCUTS: dict[str, str] = {
     "swap_lr": "s",
     "verify_person": "enter",
     "verify_image": "shift+enter",
+    "confirm_people": "c",
     "add_person_box": "a",
     "add_template": "t",
     "delete_person": "delete",
@@ -67,6 +69,7 @@ SHORTCUT_HELP: dict[str, str] = {
     "swap_lr": "swap left/right of the selected person",
     "verify_person": "verify the selected person (all points)",
     "verify_image": "verify every person on the image",
+    "confirm_people": "nobody is missing here (an image is complete once this and its people are verified)",
     "add_person_box": "add a person: drag a box, the model fills it",
     "add_template": "add a template skeleton at the cursor",
     "delete_person": "delete the selected person",
@@ -613,6 +616,7 @@ class AppState:
         self.last_show_seconds = 0.0
         self._estimator = None
         self._suspects: list[tuple[int, int, float]] | None = None
+        self._confirm_verify: int | None = None     # person whose suspects the last Enter showed
         self.conflicts = ConflictTracker(project)
 
     # -- plumbing --------------------------------------------------------------------------------------
@@ -695,6 +699,7 @@ class AppState:
         self.preview.clear()
         self.drag = None
         self._suspects = None
+        self._confirm_verify = None
         h, w = d.rgb.shape[:2]
         self.view.fit(w, h, *self.canvas)
         self.mark("image", "people", "selection", "table", "queue", "view", "frames", "conflicts")
@@ -956,7 +961,7 @@ class AppState:
 
     def wheel(self, sx: float, sy: float, steps: float) -> None:
         self.view.zoom_at(1.2 ** steps, sx, sy)
-        self.mark("view")
+        self.mark("view", "status")        # the status bar shows the zoom
 
     def set_canvas(self, w: float, h: float) -> None:
         if (w, h) != self.canvas:
@@ -989,7 +994,7 @@ class AppState:
         if self.decoded is not None:
             h, w = self.decoded.rgb.shape[:2]
             self.view.fit(w, h, *self.canvas)
-            self.mark("view")
+            self.mark("view", "status")
 
     # -- edits (each is one command, saved at once) ------------------------------------------------
     def _need_person(self) -> Person | None:
@@ -1028,17 +1033,48 @@ class AppState:
             self.say(f"saved: swapped left/right of person {p.id}")
 
     def verify_person(self):
+        """Enter: verify the selected person; when some of its points are suspect, the first Enter
+        shows them (selects the worst, names them all) and only a second Enter verifies."""
         p = self._need_person()
-        if p:
-            self.session.verify_person(p.id)
-            self.say(f"saved: person {p.id} verified by {self.session.annotator}")
+        if not p:
+            return
+        sus = [(i, s) for pid, i, s in self.suspects() if pid == p.id]
+        if sus and self._confirm_verify != p.id:
+            self._confirm_verify = p.id
+            self.select(p.id, sus[0][0])
+            names = ", ".join(sk.NAMES[i] for i, _ in sus[:6]) + (f" and {len(sus) - 6} more" if len(sus) > 6 else "")
+            key = self.shortcuts.table["verify_person"]
+            self.say(f"{len(sus)} suspect point(s) on person {p.id}: {names}. Check them; {key} again verifies all")
+            return
+        self._confirm_verify = None
+        self.session.verify_person(p.id)
+        self.say(f"saved: person {p.id} verified by {self.session.annotator}")
 
     def verify_image(self):
         if self.image_id is not None:
             self.session.verify_image(self.image_id)
             self.row = self.store.image(self.image_id)
             self.mark("queue")
-            self.say(f"saved: image verified by {self.session.annotator}")
+            key = self.shortcuts.table["confirm_people"]
+            self.say(f"saved: image verified by {self.session.annotator}"
+                     + ("" if self.complete else f"; {key} confirms that nobody is missing"))
+
+    @property
+    def complete(self) -> bool:
+        """The current image is complete: its people verified and nobody missing (commands.is_complete)."""
+        return self.image_id is not None and is_complete(self.store, self.image_id)
+
+    def confirm_people(self):
+        """C: the annotator looked for unlabelled people and there are none (a logged command)."""
+        if self.image_id is None:
+            return None
+        aid = self.session.confirm_people(self.image_id)
+        self.mark("queue", "status")
+        left = sum(not p.fully_verified for p in self.frame.persons)
+        self.say(f"saved: nobody is missing here ({self.session.annotator})"
+                 + (" - the image is complete" if self.complete else
+                    f"; {left} person(s) still to verify before the image is complete"))
+        return aid
 
     def delete_person(self):
         p = self._need_person()
@@ -1058,6 +1094,7 @@ class AppState:
             cx, cy = self.view.to_image((sx, sy))
         pid = self.session.add_person(self.image_id, template_person((cx - bw / 2, cy - bh / 2, bw, bh)),
                                       source=self.session.actor)
+        self._score(pid)
         self.select(pid)
         self.say(f"saved: template person {pid} added; drag its points into place")
         return pid
@@ -1078,14 +1115,31 @@ class AppState:
         pose = self.estimator().predict_in_box(rgb, box)
         if pose is None:
             pid = self.session.add_person(self.image_id, template_person(box), source=self.session.actor)
+            self._score(pid)
             self.say(f"saved: the model found nobody in the box; template person {pid} added")
         else:
             person = to_person(pose, rgb.shape[1], rgb.shape[0])
             model = self._estimator_name
             pid = self.session.add_person(self.image_id, person, source=model)
+            self._score(pid, pose, person)
             self.say(f"saved: person {pid} added by {model}")
         self.select(pid)
         return pid
+
+    def _score(self, pid: int, pose=None, person: Person | None = None) -> None:
+        """Score a person just added, as pre-fill scores its people (re-run signals for a model's
+        person, then the project's suspicion model): without it its points have no suspicion and
+        a confident leg on the wrong object would never show up as suspect."""
+        from annotator.review import suspicion
+        if pose is not None and self.decoded is not None:
+            from annotator.prefill.rerun import tta_for_poses
+            try:
+                feats = tta_for_poses(self.estimator(), self.decoded.rgb, [pose])
+                suspicion.store_prefill_tta(self.store, [pid], [person], feats)
+            except Exception as e:         # the re-runs are an extra signal: score without them
+                self.say(f"re-run signals failed ({e}); scored without them")
+        suspicion.update_suspicion(self.project, [self.image_id])
+        self._reload_people()
 
     def set_point(self, idx: int, x=None, y=None, vis=None):
         """Points-table edit."""
@@ -1193,6 +1247,7 @@ class AppState:
             "swap_lr": self.swap_lr,
             "verify_person": self.verify_person,
             "verify_image": self.verify_image,
+            "confirm_people": self.confirm_people,
             "add_person_box": self._start_box,
             "add_template": lambda: self.add_template(*cursor) if cursor else self.add_template(),
             "delete_person": self.delete_person,
@@ -1270,3 +1325,54 @@ def point_style(conf: float, point_size: float) -> tuple[float, int]:
     """Radius and alpha by confidence: unsure points are smaller and fainter (NaN = a human's point)."""
     c = 1.0 if conf is None or np.isnan(conf) else float(np.clip(conf, 0.0, 1.0))
     return point_size * (0.6 + 0.4 * c), int(round(255 * (0.45 + 0.55 * c)))
+
+
+def short_source(source: str) -> str:
+    """A point's provenance as the points table shows it: the name, not the version
+    ("annotator:alice" -> "alice", "blazepose-heavy/mediapipe-0.10.21" -> "blazepose-heavy")."""
+    return (source or "").removeprefix("annotator:").split("/", 1)[0][:16]
+
+
+def panel_widths(viewport_w: float) -> tuple[int, int]:
+    """(left, right) panel widths for a viewport width: they grow with the window, within what their
+    content needs (the queue's labels, the points table's six columns), so the canvas gets the rest."""
+    left = int(np.clip(0.17 * viewport_w, 240, 330))
+    right = int(np.clip(0.30 * viewport_w, 512, 580))
+    return left, right
+
+
+def view_rect(view: View, w: float, h: float, cw: float, ch: float) -> tuple[float, float, float, float]:
+    """Screen rectangle (x0, y0, x1, y1) where the photo is visible: the photo's on-screen extent
+    inside the canvas. Skeleton parts outside it are clipped to it."""
+    a = view.to_screen((0.0, 0.0))
+    b = view.to_screen((float(w), float(h)))
+    return max(0.0, float(a[0])), max(0.0, float(a[1])), min(float(cw), float(b[0])), min(float(ch), float(b[1]))
+
+
+def inside(p, rect) -> bool:
+    return rect[0] <= p[0] <= rect[2] and rect[1] <= p[1] <= rect[3]
+
+
+def clamp_to(p, rect) -> tuple[float, float]:
+    """The point on the rectangle's edge where a marker stands for a point outside it."""
+    return float(np.clip(p[0], rect[0], rect[2])), float(np.clip(p[1], rect[1], rect[3]))
+
+
+def clip_segment(p1, p2, rect) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """The part of segment p1-p2 inside rect (Liang-Barsky), None when none of it is."""
+    x0, y0 = float(p1[0]), float(p1[1])
+    dx, dy = float(p2[0]) - x0, float(p2[1]) - y0
+    t0, t1 = 0.0, 1.0
+    for p, q in ((-dx, x0 - rect[0]), (dx, rect[2] - x0), (-dy, y0 - rect[1]), (dy, rect[3] - y0)):
+        if p == 0:
+            if q < 0:
+                return None
+            continue
+        t = q / p
+        if p < 0:
+            t0 = max(t0, t)
+        else:
+            t1 = min(t1, t)
+        if t0 > t1:
+            return None
+    return (x0 + t0 * dx, y0 + t0 * dy), (x0 + t1 * dx, y0 + t1 * dy)

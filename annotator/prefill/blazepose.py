@@ -59,6 +59,7 @@ DET_SIZE = 224                      # PoseDetectionCpu: ImageToTensor 224x224, k
 DET_STRIDES = (8, 16, 32, 32, 32)   # SsdAnchorsCalculator: num_layers 5, offsets 0.5, fixed_anchor_size
 DET_MIN_SCALE, DET_MAX_SCALE = 0.1484375, 0.75
 NUM_ANCHORS = 2254
+CANDIDATE_MIN_SCORE = 0.05           # engine "detector": boxes kept as possibly missed people (PoseEstimator.candidates)
 MP_MIN_SCORE = 0.5                  # TensorsToDetections min_score_thresh (and Pose's min_detection_confidence)
 SCORE_CLIP = 100.0                  # TensorsToDetections: score_clipping_thresh, sigmoid_score
 NMS_IOU = 0.3                       # NonMaxSuppression: WEIGHTED, INTERSECTION_OVER_UNION
@@ -632,6 +633,7 @@ class PoseEstimator:
             mp_models.require("movenet_thunder")
         self._det = _Model(mp_models.detector_path(), self.num_threads) if engine == "multi" else None
         self._boxes = None
+        self.candidates: list[tuple] = []   # the last predict()'s rejected person boxes (x0, y0, x1, y1, score)
         self._box_pose = None
         self._rerun = None
         self._lm_model = None
@@ -688,11 +690,19 @@ class PoseEstimator:
     def _detector_predict(self, rgb: np.ndarray) -> list[PersonPose]:
         boxes, _ = self._detector()
         people, heat = [], {}
-        for b in boxes.detect(rgb)[: 2 * self.max_people]:
+        # one detector run down to CANDIDATE_MIN_SCORE: the boxes at or above box_min_score are the
+        # same as a run at that threshold (greedy NMS only lets a higher box suppress a lower one);
+        # the ones below, and the boxes the pose model rejected, are kept as `candidates`: where a
+        # person may have been missed (the review queue's missing-people term)
+        found = boxes.detect(rgb, min(CANDIDATE_MIN_SCORE, self.box_min_score))
+        self.candidates = [tuple(b[:5]) for b in found if b[4] < self.box_min_score]
+        for b in [b for b in found if b[4] >= self.box_min_score][: 2 * self.max_people]:
             p, hm = self.person_in_box(rgb, b)
             if p is not None:
                 people.append(p)
                 heat[id(p)] = (p, hm)
+            else:
+                self.candidates.append(tuple(b[:5]))
         out = self._dedup(people)[: self.max_people]
         self._heatmaps = {id(p): heat[id(p)] for p in out if heat[id(p)][1] is not None}
         return out

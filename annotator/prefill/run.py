@@ -74,7 +74,8 @@ def _run_task(task: Task) -> list[tuple[int, tuple[int, int] | None, list | None
             try:
                 rgb = media.load_image(Path(task.path))
                 poses = E._EST.predict(rgb)
-                out.append((image_id, (rgb.shape[1], rgb.shape[0]), poses, None, _tta(rgb, poses)))
+                out.append((image_id, (rgb.shape[1], rgb.shape[0]), poses, None, _tta(rgb, poses),
+                            list(getattr(E._EST, "candidates", []))))
             except UserError as e:
                 out.append((image_id, None, None, str(e), None))
         return out
@@ -188,10 +189,10 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
             summary["suspicion_seconds"] += time.time() - t1
 
     def consume(results):
-        from annotator.review import suspicion
+        from annotator.review import missing, suspicion
         if not summary["startup_seconds"]:      # worker start-up + first image, for the bench
             summary["startup_seconds"] = time.time() - t0
-        for image_id, size, poses, err, feats in results:
+        for image_id, size, poses, err, feats, *cands in results:
             if err:
                 project.store.set_image_status(image_id, "failed", err, run_id)
                 summary["failed"] += 1
@@ -206,6 +207,8 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
                     ids = session.set_predictions(image_id, persons, model_name)
                     if feats:
                         suspicion.store_prefill_tta(project.store, ids, persons, feats)
+                    if cands:      # person boxes the engine rejected: the queue's missing-people term
+                        project.store.set_kv(f"{missing.KV_CANDIDATES}{image_id}", [[round(v, 3) for v in c] for c in cands[0]])
                     project.store.set_image_status(image_id, "done", None, run_id, size=size)
                 (unscored if image_id in photo_ids else frames).append(image_id)
                 summary["done"] += 1

@@ -17,10 +17,16 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from annotator.core import skeleton as sk
+from annotator.core.commands import KV_PEOPLE_CONFIRMED
 from annotator.core.store import Store
+from annotator.review.missing import KV_EXPECTED, MISSING_WEIGHT
 
 # CAST: a value that is not a number (a hand-edited or damaged file) reads as a number here, not as text
 _SUS = "COALESCE(CAST(p.suspicion AS REAL), 1.0 - COALESCE(CAST(p.conf AS REAL), 0.0))"
+# expected missed people x what one is worth (review/missing.py), 0 once a human confirmed nobody is missing
+_MISS = (f"(COALESCE((SELECT CAST(k.value AS REAL) FROM kv k WHERE k.key = '{KV_EXPECTED}' || i.id), 0)"
+         f" * {MISSING_WEIGHT} * (NOT EXISTS (SELECT 1 FROM kv c WHERE c.key = '{KV_PEOPLE_CONFIRMED}' || i.id"
+         " AND c.value != 'null')))")
 DIVERSITY_DECAY = 0.8      # the k-th image of one kind counts DECAY**k of its gain
 SUSPECT_THRESHOLD = 0.5    # default of a point worth a look (project.toml gui.suspect_threshold)
 
@@ -85,7 +91,7 @@ def spread(items: list, gain, kind, decay: float = DIVERSITY_DECAY) -> list:
 def _reference_image_queue(store: Store, states: tuple[str, ...]) -> list[tuple]:
     """The ranking as one aggregate over every image: the fastest way to rank them all, slow for one page."""
     marks = ",".join("?" * len(states))
-    sql = (f"SELECT i.id, i.file_name, COALESCE(SUM(CASE WHEN p.verified=0 THEN {_SUS} END), 0),"
+    sql = (f"SELECT i.id, i.file_name, COALESCE(SUM(CASE WHEN p.verified=0 THEN {_SUS} END), 0) + {_MISS},"
            f" COALESCE(MAX(CASE WHEN p.verified=0 THEN {_SUS} END), 0), i.review_state,"
            " COALESCE(SUM(1 - p.verified), 0)"
            " FROM images i LEFT JOIN persons q ON q.image_id=i.id AND q.deleted=0"
@@ -130,16 +136,23 @@ def _first_page(store: Store, states: tuple[str, ...], n: int) -> list[QueueItem
     """The first n of the ranking: positive-gain images first, then zero-gain ones by id."""
     marks = ",".join("?" * len(states))
     where = f"i.review_state IN ({marks}) AND i.status != 'failed'"
-    sql = (f"SELECT i.id, i.file_name, g.s, g.t, i.review_state, g.n FROM (SELECT q.image_id AS image_id,"
-           f" SUM({_SUS}) AS s, MAX({_SUS}) AS t, COUNT(*) AS n FROM persons q JOIN points p ON p.person_id=q.id"
-           " WHERE q.deleted=0 AND p.verified=0 GROUP BY q.image_id HAVING t > 0) g"
-           f" JOIN images i ON i.id=g.image_id WHERE {where} ORDER BY 3 DESC, 4 DESC, i.id LIMIT {n}")
+    km = f"CAST(substr(m.key, {len(KV_EXPECTED) + 1}) AS INTEGER)"
+    sql = (f"SELECT i.id, i.file_name, COALESCE(g.s, 0) + {_MISS} AS gain, COALESCE(g.t, 0), i.review_state,"
+           " COALESCE(g.n, 0) FROM (SELECT image_id FROM (SELECT q.image_id AS image_id FROM persons q JOIN points p"
+           f" ON p.person_id=q.id WHERE q.deleted=0 AND p.verified=0 AND {_SUS} > 0"
+           f" UNION SELECT {km} FROM kv m WHERE m.key LIKE '{KV_EXPECTED}%' AND CAST(m.value AS REAL) > 0)) c"
+           " JOIN images i ON i.id=c.image_id"
+           f" LEFT JOIN (SELECT q.image_id AS image_id, SUM({_SUS}) AS s, MAX({_SUS}) AS t, COUNT(*) AS n"
+           " FROM persons q JOIN points p ON p.person_id=q.id WHERE q.deleted=0 AND p.verified=0"
+           " GROUP BY q.image_id) g ON g.image_id=i.id"
+           f" WHERE {where} AND gain > 0 ORDER BY 3 DESC, 4 DESC, i.id LIMIT {n}")
     items = [QueueItem(*r) for r in store.db.execute(sql, states)]
     if len(items) < n:
         rest = (f"SELECT i.id, i.file_name, 0, 0, i.review_state, (SELECT COUNT(*) FROM persons q JOIN points p"
                 " ON p.person_id=q.id WHERE q.image_id=i.id AND q.deleted=0 AND p.verified=0)"
                 f" FROM images i WHERE {where} AND NOT EXISTS (SELECT 1 FROM persons q JOIN points p"
                 f" ON p.person_id=q.id WHERE q.image_id=i.id AND q.deleted=0 AND p.verified=0 AND {_SUS} > 0)"
+                f" AND NOT {_MISS} > 0"
                 f" ORDER BY i.id LIMIT {n - len(items)}")
         items += [QueueItem(*r) for r in store.db.execute(rest, states)]
     return items
@@ -151,7 +164,10 @@ def point_queue(store: Store, limit: int | None = None, image_id: int | None = N
 
     diverse: spread over (image folder, body region) the same way as image_queue.
     """
-    where = "q.deleted=0 AND p.verified=0" + (" AND q.image_id=?" if image_id is not None else "")
+    # a point that is not labelled and holds no model guess (e.g. a joint a GT file does not define) is
+    # nothing to review: it has no position to check
+    where = "q.deleted=0 AND p.verified=0 AND (p.vis > 0 OR p.conf IS NOT NULL)" + (
+        " AND q.image_id=?" if image_id is not None else "")
     sql = (f"SELECT q.image_id, p.person_id, p.idx, {_SUS} AS s FROM points p JOIN persons q ON q.id=p.person_id"
            f" WHERE {where} ORDER BY s DESC, p.person_id, p.idx")
     if limit and not diverse:

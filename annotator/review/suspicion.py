@@ -594,6 +594,8 @@ def update_suspicion(project, image_ids: Iterable[int] | None = None, model: Sus
         store.set_suspicion(rows)
         if progress:
             progress(len(part))
+    from annotator.review.missing import update_missing
+    summary["images_maybe_missing_people"] = update_missing(store, None if image_ids is None else ids)
     summary["seconds"] = time.perf_counter() - t0
     return summary
 
