@@ -279,11 +279,15 @@ def test_prefill_records_a_bomb_and_a_fifo_failed_and_goes_on(fuzz_root, tmp_pat
     photos[0].write_bytes(_png_header(100000, 100000))
     photos[1].unlink()
     os.mkfifo(photos[1])
-    for extra in ([], ["--retry-failed"]):
-        p = _cli("prefill", tmp_path / "p", "--workers", "2", "--no-tta", "--quiet", *extra)
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 0 and "Traceback" not in err, err
-        assert "2 failed" in out and ("pre-filled 1 images" in out if not extra else True), out
+    p = _cli("prefill", tmp_path / "p", "--workers", "2", "--no-tta", "--quiet")
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0 and "Traceback" not in err, err
+    assert "2 failed" in out and "pre-filled 1 images" in out, out
+    # --retry-failed tries only those two, and both fail again: every image it tried failed, exit 2
+    p = _cli("prefill", tmp_path / "p", "--workers", "2", "--no-tta", "--quiet", "--retry-failed")
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 2 and "Traceback" not in err, err
+    assert err.strip().startswith("error: pre-fill failed on all 2 images") and err.count("\n") == 1, err
     rc, out, err, tb = F.cli(["status", tmp_path / "p", "--json"])
     failed = dict(json.loads(out)["failures"])
     assert len(failed) == 2

@@ -76,7 +76,7 @@ def test_points_land_on_the_person_in_pixels_and_the_run_is_recorded(tmp_path, g
         assert settings["workers"] == 2 and "min_detection_confidence" in settings
     # a second run has nothing left to do
     rc, out, err = run("prefill", tmp_path / "p")
-    assert rc == 0 and "pre-filled 0 images" in out, out + err
+    assert rc == 0 and "nothing to pre-fill: 4 images already done" in out, out + err
 
 
 def _done(db) -> dict[int, list[int]]:

@@ -49,6 +49,9 @@ def draw(rgb: np.ndarray, frame: Frame, radius: float | None = None,
                      thick, cv2.LINE_AA)
         for i in range(sk.N):
             if p.vis[i] == NOT_LABELLED:
+                if (k, i) in suspects and p.hidden_guess[i]:     # a doubted hidden guess: ring where it would be
+                    cv2.circle(img, (int(xy[i, 0]), int(xy[i, 1])), int(round(r0 * 2 + thick)), SUSPECT_COLOR,
+                               thick, cv2.LINE_AA)
                 continue
             c = p.conf[i]
             r = r0 * (0.6 + 0.4 * (1.0 if np.isnan(c) else float(c)))

@@ -41,12 +41,13 @@ FILTERS: dict[str, tuple[str, ...]] = {
 
 
 def suspect_points(persons, threshold: float = SUSPECT_THRESHOLD) -> list[tuple[int, int, float]]:
-    """(index in persons, point index, score) of unverified labelled points scored at least threshold,
-    most suspicious first; the score is the same as the queue's (_SUS)."""
+    """(index in persons, point index, score) of unverified points scored at least threshold, most
+    suspicious first; the score is the same as the queue's (_SUS). Hidden guesses count (a point the
+    pre-fill stored as not labelled, its guess kept): one the model doubts may be there after all."""
     out = []
     for k, p in enumerate(persons):
         s = np.where(np.isnan(p.suspicion), 1.0 - np.nan_to_num(p.conf, nan=0.0), p.suspicion)
-        for i in np.flatnonzero(~p.verified & p.labelled & (s >= threshold)):
+        for i in np.flatnonzero(~p.verified & (p.labelled | p.hidden_guess) & (s >= threshold)):
             out.append((k, int(i), float(s[i])))
     out.sort(key=lambda t: -t[2])
     return out
