@@ -69,7 +69,7 @@ def cmd_status(a) -> int:
               f"{c.get('images_done', 0)}, failed {c.get('images_failed', 0)})")
         print(f"  review: to review {c.get('review_to_review', 0)}, in progress {c.get('review_in_progress', 0)},"
               f" verified {c.get('review_verified', 0)}")
-        print(f"  complete: {len(complete_images(proj.store))} images (people verified, nobody missing: C in the app)")
+        print(f"  complete: {c['images_complete']} images (people verified, nobody missing: C in the app)")
         print(f"  people: {c['persons']} ({c['persons_fully_verified']} fully verified)")
         print(f"  points: {c['points_verified']} verified, {c['points_predicted']} predicted")
         if c["tta_older"]:

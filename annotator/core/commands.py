@@ -97,15 +97,15 @@ class Session:
             p.source[i] = self.actor
 
     def _update_review_state(self, image_id: int) -> None:
-        ids = self.store.person_ids(image_id)
-        people = [self.store.load_person(i) for i in ids]
+        frame = self.store.load_frame(image_id)        # two queries for all its people, not two a person
+        people = frame.persons
         if people and all(p.fully_verified for p in people):
             state = "verified"
         elif any(p.verified.any() for p in people) or self._edited_by_hand(image_id):
             state = "in_progress"
         else:
             state = "to_review"
-        if self.store.image(image_id).review_state != state:
+        if frame.review_state != state:
             self.store.set_review_state(image_id, state)
 
     def _edited_by_hand(self, image_id: int) -> bool:

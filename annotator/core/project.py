@@ -115,10 +115,10 @@ class Project:
             kind = media.kind_of(f)
             try:
                 _check_name(f, rel)
+                if st.db.execute("SELECT 1 FROM sources WHERE path=?", (rel,)).fetchone():
+                    skipped += 1               # already there: not hashed, not opened again
+                    continue
                 if kind == "image":
-                    if st.db.execute("SELECT 1 FROM sources WHERE path=?", (rel,)).fetchone():
-                        skipped += 1
-                        continue
                     sha, size = media.sha1_file(f), f.stat().st_size
                     try:
                         w, h, orient = media.image_header(f)
@@ -137,10 +137,7 @@ class Project:
                     n, fps, w, h = media.video_info(f)
                     sha, size = media.sha1_file(f), f.stat().st_size
                     with st.tx():
-                        sid, created = st.add_source(rel, "video", sha, size, n, fps)
-                        if not created:
-                            skipped += 1
-                            continue
+                        sid, _ = st.add_source(rel, "video", sha, size, n, fps)
                         for i in range(0, n, max(1, stride)):
                             st.add_image(sid, media.frame_file_name(rel, i), w, h, frame_index=i)
                             frames += 1

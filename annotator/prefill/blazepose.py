@@ -165,18 +165,20 @@ def alignment_roi(center, scale_point, scale: float = ROI_SCALE) -> ROI:
     return (x0, y0, side, side, rot)
 
 
-def aux_from_body(xy: np.ndarray) -> np.ndarray:
+def aux_from_body(xy: np.ndarray, ok: np.ndarray | None = None) -> np.ndarray:
     """Stand-in for the auxiliary ROI points from the 33 body points (models without points 33/34).
 
     Centre at the mid hip; the scale point lies towards the mid shoulder at
-    the distance of the farthest point (MediaPipe's hip-centred circle).
+    the distance of the farthest point (MediaPipe's hip-centred circle). ok: the
+    points to trust (all when None); without both shoulders "up" is the image's up.
     """
     xy = np.asarray(xy, np.float64)[:sk.N]
+    ok = np.ones(sk.N, bool) if ok is None else np.asarray(ok, bool)
     hip = xy[[23, 24]].mean(0)
-    up = xy[[11, 12]].mean(0) - hip
+    up = xy[[11, 12]].mean(0) - hip if ok[[11, 12]].all() else np.array([0.0, -1.0])
     n = float(np.linalg.norm(up))
     up = up / n if n > 1e-6 else np.array([0.0, -1.0])
-    r = float(np.linalg.norm(xy - hip, axis=1).max())
+    r = float(np.linalg.norm(xy[ok] - hip, axis=1).max())
     return np.stack([hip, hip + up * max(r, 1.0)])
 
 
@@ -505,32 +507,15 @@ TO_COCO17 = np.array([_C17.index(i) if i in _C17 else _C17.index(_SATELLITE[i]) 
 
 
 def roi_from_coco17(k17: np.ndarray, s17: np.ndarray, min_score: float = 0.2) -> ROI | None:
-    """MediaPipe's alignment ROI from a COCO-17 pose: centre at the mid hip, rotated so the mid
-    shoulder is up, side twice the distance to the farthest confident point (aux_from_body's rule),
-    x1.25. None without both hips (a partial body: the caller uses the box instead)."""
+    """MediaPipe's alignment ROI from a COCO-17 pose (aux_from_body's rule on its confident points).
+    None without both hips (a partial body: the caller uses the box instead)."""
     xy = np.zeros((sk.N, 2))
     ok = np.zeros(sk.N, bool)
     xy[_C17], ok[_C17] = k17, np.asarray(s17) >= min_score
     if not ok[[23, 24]].all():
         return None
-    hip = xy[[23, 24]].mean(0)
-    up = xy[[11, 12]].mean(0) - hip if ok[[11, 12]].all() else np.array([0.0, -1.0])
-    n = float(np.linalg.norm(up))
-    up = up / n if n > 1e-6 else np.array([0.0, -1.0])
-    r = float(np.linalg.norm(xy[ok] - hip, axis=1).max())
-    return alignment_roi(hip, hip + up * max(r, 1.0))
-
-
-def _box_iou(a, b) -> float:
-    """IoU of two detector boxes (x0, y0, x1, y1, ...); 0 when either is missing. Small people move
-    more in OKS terms between frames than their boxes do in IoU terms."""
-    if a is None or b is None:
-        return 0.0
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+    aux = aux_from_body(xy, ok)
+    return alignment_roi(aux[0], aux[1])
 
 
 def box_roi(box) -> ROI:
@@ -866,7 +851,7 @@ class PoseEstimator:
             slots.append(q if ok else None)
         lost = [i for i, s in enumerate(slots) if s is None]
         if self.engine == "detector":
-            return self._detector_track(rgb, previous, ids, slots, lost, next_id)
+            return self._detector_track(rgb, previous, ids, slots, next_id)
         if detect or lost or not previous:
             for d in self.detect(rgb):
                 if sum(s is not None for s in slots) >= self.max_people:
@@ -889,7 +874,7 @@ class PoseEstimator:
                     slots.append(q)
         return [s for s in slots if s is not None]
 
-    def _detector_track(self, rgb, previous, ids, slots, lost, next_id) -> list[PersonPose]:
+    def _detector_track(self, rgb, previous, ids, slots, next_id) -> list[PersonPose]:
         """engine "detector" in video: every frame's people come from the detector pipeline (so each
         has its per-box pose checks); found people take the track ids of the previous frame's people
         they match, most similar pairs first (similar to the previous pose or box, or to where MediaPipe's
@@ -899,7 +884,9 @@ class PoseEstimator:
         pairs = []
         for i, prev in enumerate(previous):
             for j, q in enumerate(found):
-                s = max(pose_similarity(q, prev), _box_iou(q.box, prev.box))
+                s = pose_similarity(q, prev)
+                if q.box is not None and prev.box is not None:      # small people move more in OKS than in IoU
+                    s = max(s, float(_iou(np.asarray(q.box[:4]), np.asarray([prev.box[:4]]))[0]))
                 if slots[i] is not None:
                     s = max(s, pose_similarity(q, slots[i]))
                 if s >= 0.2:

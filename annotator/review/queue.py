@@ -19,6 +19,7 @@ import numpy as np
 from annotator.core import skeleton as sk
 from annotator.core.commands import KV_PEOPLE_CONFIRMED
 from annotator.core.store import Store
+from annotator.review.metrics import suspicion
 from annotator.review.missing import KV_EXPECTED, MISSING_WEIGHT
 
 # CAST: a value that is not a number (a hand-edited or damaged file) reads as a number here, not as text
@@ -46,7 +47,7 @@ def suspect_points(persons, threshold: float = SUSPECT_THRESHOLD) -> list[tuple[
     pre-fill stored as not labelled, its guess kept): one the model doubts may be there after all."""
     out = []
     for k, p in enumerate(persons):
-        s = np.where(np.isnan(p.suspicion), 1.0 - np.nan_to_num(p.conf, nan=0.0), p.suspicion)
+        s = suspicion(p)
         for i in np.flatnonzero(~p.verified & (p.labelled | p.hidden_guess) & (s >= threshold)):
             out.append((k, int(i), float(s[i])))
     out.sort(key=lambda t: -t[2])
