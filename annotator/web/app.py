@@ -18,6 +18,7 @@ import ipaddress
 import time
 from pathlib import PurePosixPath
 
+import numpy as np
 from flask import Flask, Request, Response, jsonify, render_template, request
 from jinja2 import DictLoader
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -113,16 +114,21 @@ def create_app(service: PoseService, viewer: ProjectViewer | None = None, limits
             return b"", "upload"
         return request.get_data(cache=False), "upload"
 
-    def check(data: bytes, name: str) -> dict:
+    @app.errorhandler(BadUpload)
+    def bad_upload(e):
+        return _error(str(e), e.status)
+
+    def check() -> tuple[dict, np.ndarray, list]:
+        """The pose check of the request's upload: (result, the photo's pixels, its people).
+        BadUpload (answered by bad_upload) when the model is not ready or the upload is refused."""
+        service.check_ready()
+        data, name = upload()
         rgb = read_upload(data, name, limits)
         t0 = time.perf_counter()
         persons = service.predict(rgb)
         ms = (time.perf_counter() - t0) * 1e3
-        return {"name": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "ms": ms,
-                "people": people_json(persons), "_rgb": rgb, "_persons": persons}
-
-    def not_ready():
-        return _error(service.error or "the pose model is still loading; try again in a few seconds", 503)
+        return ({"name": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "ms": ms,
+                 "people": people_json(persons)}, rgb, persons)
 
     @app.get("/")
     def index():
@@ -130,25 +136,15 @@ def create_app(service: PoseService, viewer: ProjectViewer | None = None, limits
 
     @app.post("/")
     def check_page():
-        if not service.ready:
-            return not_ready()
-        try:
-            r = check(*upload())
-        except BadUpload as e:
-            return _error(str(e), e.status)
-        jpeg = base64.b64encode(drawing(r.pop("_rgb"), r.pop("_persons"))).decode()
+        r, rgb, persons = check()
+        jpeg = base64.b64encode(drawing(rgb, persons)).decode()
         r["json"] = {k: r[k] for k in ("name", "width", "height", "people")} | {"model": service.model_name}
         return page("check.html", result=dict(r, jpeg=jpeg))
 
     @app.post("/api/pose")
     def api_pose():
         """JSON: every person's 33 points in pixels with visibility and confidence, and joint angles."""
-        if not service.ready:
-            return not_ready()
-        try:
-            r = check(*upload())
-        except BadUpload as e:
-            return _error(str(e), e.status)
+        r, _, _ = check()
         return jsonify(model=service.model_name, width=r["width"], height=r["height"], ms=round(r["ms"], 1),
                        people=r["people"])
 

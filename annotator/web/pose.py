@@ -98,9 +98,13 @@ class PoseService:
         self._loaded.wait(timeout)
         return self.ready
 
-    def predict(self, rgb: np.ndarray) -> list[Person]:
+    def check_ready(self) -> None:
+        """BadUpload 503 until the model has loaded (or with the reason it did not)."""
         if not self.ready:
-            raise UserError(self.error or "the pose model is still loading; try again in a few seconds")
+            raise BadUpload(self.error or "the pose model is still loading; try again in a few seconds", 503)
+
+    def predict(self, rgb: np.ndarray) -> list[Person]:
+        self.check_ready()
         from annotator.prefill.estimator import to_person
         with self._lock:
             poses = self._est.predict(rgb)
