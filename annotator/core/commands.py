@@ -40,9 +40,14 @@ def complete_images(store: Store) -> set[int]:
     n = len(KV_PEOPLE_CONFIRMED)
     confirmed = {int(k[n:]) for k, v in store.db.execute(
         "SELECT key, value FROM kv WHERE key LIKE ? AND value != 'null'", (KV_PEOPLE_CONFIRMED + "%",))}
+    if not confirmed:
+        return set()
+    # unverified points only on the confirmed images (the app asks on every queue refresh: not a
+    # scan of every point of a large project)
     open_ = {r[0] for r in store.db.execute(
         "SELECT DISTINCT q.image_id FROM points p JOIN persons q ON q.id=p.person_id"
-        " WHERE q.deleted=0 AND p.verified=0")}
+        " WHERE q.deleted=0 AND p.verified=0 AND q.image_id IN (SELECT CAST(substr(key, ?) AS INTEGER)"
+        " FROM kv WHERE key LIKE ? AND value != 'null')", (n + 1, KV_PEOPLE_CONFIRMED + "%"))}
     return confirmed - open_
 
 
