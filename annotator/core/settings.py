@@ -26,13 +26,16 @@ DEFAULTS: dict = {
         "model_complexity": 2,
         "rerun_complexity": 1,       # the review signals' 8 re-runs a person use Full: a quarter of Heavy's cost
         "box_min_score": 0.2,        # detector boxes kept
-        "min_person_score": 0.06,    # box score x MoveNet's mean point score: a person
-        "unseen_below": 0.2,         # MoveNet point score under which a point is stored as not labelled
+        "min_person_score": 0.06,    # box score x MoveNet's mean score x (0.3 + 0.7 x BlazePose's flag): a person
+        "pose_flag_weight": 0.7,     # how much BlazePose's "a person is here" flag counts in that score
+        "hide_points": "model",      # "model": prefill/point_model.py decides which points are stored as
+                                     # not labelled; "threshold": MoveNet's point score < unseen_below
+        "unseen_below": 0.2,
         "fuse_max_term": 0.5,        # a COCO joint takes MoveNet's position where BlazePose disagrees this much
         # engine "multi" only (blazepose.TUNED; recall 0.31, 1 person on 63 no-person photos):
         "min_detection_confidence": 0.3,
         "min_pose_presence": 0.5,
-        "max_people": 20,
+        "max_people": 50,            # a crowd photo: 20 cut off people the detector had found
         "min_keypoint_conf": 0.45,   # drop people whose landmark heatmaps are not confident (blazepose.py)
         "tiles": 0.0,                # > 0: also detect on windows of this side (small people, slower); 0: whole image
         "nms_iou": 0.3,

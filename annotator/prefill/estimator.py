@@ -51,9 +51,11 @@ def estimator_settings(settings: dict) -> dict:
         if k in s:
             out[k] = float(s[k])
     if out["engine"] == "detector":
-        for k in ("box_min_score", "min_person_score", "unseen_below", "fuse_max_term"):
+        for k in ("box_min_score", "min_person_score", "unseen_below", "fuse_max_term", "pose_flag_weight"):
             if k in s:
                 out[k] = float(s[k])
+        if "hide_points" in s:
+            out["hide_points"] = str(s["hide_points"])
         if "rerun_complexity" in s:
             out["rerun_complexity"] = int(s["rerun_complexity"])
     return out

@@ -1,0 +1,44 @@
+"""The rule that decides which of a found person's points are shown (prefill/point_model.py)."""
+import numpy as np
+import pytest
+
+from annotator.core.errors import UserError
+from annotator.prefill import point_model
+
+
+def _person(width=640, height=480):
+    # a standing person 300 px tall in the middle of the image, COCO-17 order
+    xy = np.array([[320, 100], [326, 94], [314, 94], [334, 98], [306, 98], [350, 140], [290, 140],
+                   [360, 190], [280, 190], [365, 240], [275, 240], [340, 250], [300, 250],
+                   [342, 320], [298, 320], [344, 390], [296, 390]], float)
+    box = (260, 80, 380, 400, 0.9)
+    return xy, box, width, height
+
+
+def test_confident_points_inside_are_shown_and_points_off_the_image_hidden():
+    xy, box, w, h = _person()
+    s = np.full(17, 0.8)
+    vis = np.full(17, 0.95)
+    assert point_model.show(point_model.features(xy, s, vis, box, w, h)).all()
+    xy_off = xy.copy()
+    xy_off[13:, 1] += 200                      # knees and ankles below the bottom edge, unseen by both models
+    s_off, vis_off = s.copy(), vis.copy()
+    s_off[13:], vis_off[13:] = 0.05, 0.1
+    shown = point_model.show(point_model.features(xy_off, s_off, vis_off, box, w, h))
+    assert shown[:13].all() and not shown[13:].any()
+
+
+def test_a_doubtful_point_is_hidden_where_a_sure_one_is_shown():
+    xy, box, w, h = _person()
+    s = np.full(17, 0.8)
+    vis = np.full(17, 0.95)
+    s[9], vis[9] = 0.03, 0.05                  # MoveNet and BlazePose both doubt the left wrist
+    pl, pr = point_model.probabilities(point_model.features(xy, s, vis, box, w, h))
+    assert pl[9] < pl[10] and pr[9] < pr[10]
+    assert not point_model.show(point_model.features(xy, s, vis, box, w, h))[9]
+
+
+def test_unknown_hide_rule_is_a_clear_error():
+    from annotator.prefill.blazepose import PoseEstimator
+    with pytest.raises(UserError, match="hide_points"):
+        PoseEstimator("detector", 1, hide_points="sometimes")
