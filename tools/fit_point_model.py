@@ -34,11 +34,11 @@ from annotator.prefill import point_model
 from annotator.prefill.blazepose import _C17, PoseEstimator
 from annotator.prefill.estimator import to_person
 from annotator.review import metrics as M
-from annotator.review.calibration import _sigmoid, assign_splits, fit_logistic
+from annotator.review.calibration import assign_splits, fit_logistic
 
 ROOT = Path(__file__).resolve().parents[1]
 THRESHOLD = 0.2        # the threshold rule: PoseEstimator's default unseen_below
-OK_TERM = 0.5          # a labelled point is "right" at this OKS term (metrics.NEEDS_FIX_OKS)
+OK_TERM = M.NEEDS_FIX_OKS   # a labelled point is "right" at this OKS term
 
 
 def point_table(gt_path: Path):
@@ -61,17 +61,16 @@ def point_table(gt_path: Path):
             s17 = pose.engine_conf[_C17]                  # engine_conf = s17[TO_COCO17]
             xy17 = pose.xy[_C17]
             f17 = point_model.features(xy17, s17, pose.visibility[_C17], pose.box, W, H)
+            terms = M.oks_terms(gp.kps[_C17], gp.area, xy17, np.ones(17, bool), sk.SIGMAS[_C17])
             for c, bp in enumerate(_C17):
                 if bp not in defined.get(im.source, ()):
                     continue
                 labelled = bool(gp.kps[bp, 2] > 0)
-                d2 = float(((xy17[c] - gp.kps[bp, :2]) ** 2).sum())
-                term = np.exp(-d2 / ((2 * sk.SIGMAS[bp]) ** 2) / (gp.area + 1e-9) / 2)
                 x, y = xy17[c]
                 fns.append(im.file_name)
                 F.append(f17[c])
                 lab.append(labelled)
-                ok.append(labelled and term >= OK_TERM)
+                ok.append(labelled and terms[c] >= OK_TERM)
                 s.append(s17[c])
                 inside.append(0 <= x < W and 0 <= y < H)
         if n % 20 == 0 or n == len(gt.images):
@@ -104,8 +103,7 @@ def main(argv=None) -> None:
     print(f"# cal: {len({f for f, c in zip(fns, cal) if c})} images, {int(cal.sum())} points; "
           f"held: {len({f for f, c in zip(fns, cal) if not c})} images, {int((~cal).sum())} points")
     print(json.dumps(model))
-    pl, pr = _sigmoid(Z @ w1 + b1), _sigmoid(Z @ w2 + b2)
-    rules = {"model": (pl * pr > 1 - pl) & inside, f"threshold {THRESHOLD}": (s >= THRESHOLD) & inside}
+    rules = {"model": point_model.show(F, model) & inside, f"threshold {THRESHOLD}": (s >= THRESHOLD) & inside}
     print("# split  rule           unlabel  hidden-labelled  shown-wrong  total")
     for name, m in (("cal", cal), ("held", ~cal)):
         for rule, show in rules.items():

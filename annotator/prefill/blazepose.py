@@ -666,9 +666,9 @@ class PoseEstimator:
         person score is under min_person_score, its landmark heatmap).
 
         Person score: box score x MoveNet's mean point score x (1 - w + w x BlazePose's pose flag),
-        w = pose_flag_weight: a person both models see. On pose-gt-dev w = 0.7 took false people on
-        the empty photos 6 -> 4 and clicks a person 5.58 -> 5.38 (both halves); w = 1 loses partial
-        bodies BlazePose flags 0 that MoveNet has right.
+        w = pose_flag_weight: a person both models see. On pose-gt-dev (docs/benchmarks.md, with the
+        first fit of point_model) w = 0.7 against 0: false people on the empty photos 6 -> 3, clicks a
+        person 5.30 -> 5.14, recall 0.853 -> 0.814; w = 1 loses partial bodies BlazePose flags 0.
         """
         _, box_pose = self._detector()
         k17, s17 = box_pose.predict(rgb, box)
