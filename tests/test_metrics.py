@@ -200,6 +200,40 @@ def test_queue_figures_from_evaluate_are_exact():
     assert q["queue_recall_at_0_2"] == pytest.approx(1.0)
 
 
+def test_the_all_points_queue_counts_shown_unlabelled_joints_and_not_hidden_guesses():
+    """evaluate's second queue figure covers every point the review queue shows: a point shown where
+    the human labelled nothing needs fixing (an unlabel click), a hidden guess there needs nothing,
+    and a joint the source never labels is not in it."""
+    la, ra, le = (sk.INDEX[n] for n in ("left_ankle", "right_ankle", "left_eye"))
+    c = {n: list(sk.COCO17_FROM_BP).index(sk.INDEX[n]) for n in ("left_ankle", "right_ankle", "left_eye")}
+    v1 = np.full(17, 2)
+    v1[[c["left_ankle"], c["right_ankle"], c["left_eye"]]] = 0
+    v2 = np.full(17, 2)
+    v2[c["left_eye"]] = 0                                  # nobody in this source labels a left eye
+    gt = _coco([("a.jpg", [_ann(BASE17, v=v1)], {}), ("b.jpg", [_ann(BASE17, v=v2)], {})])
+    pred = BASE17.copy()
+    pred[9] += (40.0, 0.0)                                 # the left wrist is wrong
+    p = _person(pred)
+    p.vis[ra] = 0                                          # a hidden guess (conf kept)
+    sus = np.full(sk.N, 0.1)
+    sus[ra], sus[la], sus[sk.INDEX["left_wrist"]] = 0.95, 0.9, 0.8
+    p.suspicion = sus
+    q = _person(BASE17)
+    q.vis[le] = 0
+    rows = M.point_table(gt, {"a.jpg": [p], "b.jpg": [q]}, unlabelled=True)
+    extra = {r["name"]: r for r in rows if not r["gt_labelled"]}
+    assert set(extra) == {"left_ankle", "right_ankle"}
+    assert extra["left_ankle"]["needs_fix"] and not extra["right_ankle"]["needs_fix"]
+    assert extra["right_ankle"]["missing"]
+    r = M.evaluate(gt, {"a.jpg": [p], "b.jpg": [q]})
+    assert (r["n_queue_points"], r["n_needs_fixing"]) == (14 + 16, 1)
+    assert (r["all_n_queue_points"], r["all_n_needs_fixing"]) == (32, 2)
+    # 3.2 of 32 points reviewed at 10%: the hidden guess (nothing to fix), the shown ankle, the wrist
+    assert r["all_queue_recall_at_0_1"] == pytest.approx(1.0)
+    assert r["queue_recall_at_0_1"] == pytest.approx(1.0)
+    assert r["clicks_unlabel_per_person"] == pytest.approx(1 / 2)
+
+
 def test_missing_predicted_point_is_a_miss_everywhere():
     p = _person(BASE17)
     p.vis[sk.INDEX["left_ankle"]] = 0

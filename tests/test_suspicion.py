@@ -81,19 +81,26 @@ def test_point_moved_far_away_becomes_the_most_suspicious(clear_people):
         assert after[i] >= np.sort(after)[-3], "the moved wrist should be among the top 3 of its person"
 
 
-def test_where_the_two_models_disagree_and_movenet_doubts_is_the_most_suspicious(clear_people):
-    """The shipped model (fit on engine "detector"): a point whose per-box pose model is unsure and
-    far from BlazePose's comes first; people without those signals fall back to the cheap model."""
+def test_the_point_models_doubt_and_the_two_models_gap_put_a_point_first(clear_people):
+    """The shipped model (fit on engine "detector", over every point the queue shows): a point the
+    pre-fill's point model doubts and where BlazePose and MoveNet disagree comes first; a person
+    without those signals falls back to the cheap model."""
     model = S.default_model()
-    assert set(model.full.features) & {"engine_conf", "engine_gap"}
+    assert {"point_doubt", "engine_gap"} <= set(model.full.features)
     rgb, p, variants = clear_people[0]
     h, w = rgb.shape[:2]
     i = sk.INDEX["right_knee"]
-    gap, conf = np.full(sk.N, 2.0), np.full(sk.N, 0.9)
-    gap[i], conf[i] = 60.0, 0.15
-    tta = S.tta_features(p.xy, variants, engine_gap_px=gap, engine_conf=conf)
-    s = model.score(S.features(p, w, h, model.stats, S.Extras(tta=tta, joint_prior=model.joint_prior)), True)
+    gap, conf, doubt = np.full(sk.N, 2.0), np.full(sk.N, 0.9), np.full(sk.N, 0.05)
+    gap[i], conf[i], doubt[i] = 60.0, 0.15, 0.7
+    tta = S.tta_features(p.xy, variants, engine_gap_px=gap, engine_conf=conf, point_doubt=doubt,
+                         label_doubt=np.full(sk.N, 0.1))
+    feats = S.features(p, w, h, model.stats, S.Extras(tta=tta, joint_prior=model.joint_prior))
+    s = model.score(feats, True)
     assert int(np.argmax(s)) == i and s[i] > 0.5
+    # engine "multi" or `suspicion --tta` has no point model: the cheap calibration scores
+    tta["point_doubt"] = np.full(sk.N, np.nan)
+    feats = S.features(p, w, h, model.stats, S.Extras(tta=tta, joint_prior=model.joint_prior))
+    assert np.allclose(model.score(feats, True), S.combine(feats, model.cheap))
 
 
 def test_heatmap_is_sure_where_the_model_put_a_point_and_not_elsewhere(estimator, clear_people):

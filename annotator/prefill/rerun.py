@@ -154,7 +154,8 @@ def person_tta_features(estimator, rgb: np.ndarray, xy: np.ndarray, roi: tuple |
     hs = heat_stats(estimator, rgb, roi, xy, hm=hm)
     return tta_features(xy, variants, None if hs is None else hs[0], area=tta_area(xy, rgb.shape[1], rgb.shape[0]),
                         heat_spread_px=None if hs is None else hs[1],
-                        engine_gap_px=getattr(pose, "engine_gap", None), engine_conf=getattr(pose, "engine_conf", None))
+                        engine_gap_px=getattr(pose, "engine_gap", None), engine_conf=getattr(pose, "engine_conf", None),
+                        point_doubt=getattr(pose, "point_doubt", None), label_doubt=getattr(pose, "label_doubt", None))
 
 
 @dataclass

@@ -26,6 +26,11 @@ Conventions (one place, so every figure agrees):
   keypoints; a point needs fixing when its OKS term is below 0.5. Recall at a
   fraction f reviews f * N points (fractional last point, ties in the score
   taken at their expected value), so random order scores exactly f.
+  `all_queue_recall_at_*` is the same over every point the queue shows: also
+  the joints the GT leaves unlabelled (on joints the source labels at all)
+  where the prediction is shown (needs fixing: an unlabel click) or holds a
+  hidden guess (needs nothing). The labelled-only figure cannot see either,
+  so a queue that puts every hidden guess first looks better there than it is.
 """
 from __future__ import annotations
 
@@ -426,6 +431,7 @@ class _Analysis:
     n_unmatched_counted: int
     messages: list[str]
     predictions: dict[str, list[Person]]
+    unlabelled_rows: list[dict] = field(default_factory=list)   # unlabelled_rows(): the queue's other points
 
 
 def _analyse(gt, predictions: dict[str, list[Person]], *, min_match_oks: float = MIN_MATCH_OKS,
@@ -452,6 +458,7 @@ def _analyse(gt, predictions: dict[str, list[Person]], *, min_match_oks: float =
     n_pred = n_dropped = n_unmatched = 0
     images = sorted(mapping.items(), key=lambda kv: kv[1].id)
     defined = defined_points(gt)
+    extra: list[dict] = []
     for key, im in images:
         preds = list(predictions[key])
         n_pred += len(preds)
@@ -492,7 +499,7 @@ def _analyse(gt, predictions: dict[str, list[Person]], *, min_match_oks: float =
                        "gt_x": float(gx), "gt_y": float(gy), "gt_v": int(gv), "vis_known": im.vis_known,
                        "exhaustive": im.exhaustive, "source": im.source, "tags": im.tags,
                        "long_side": gp.long_side, "area": gp.area, "matched": p is not None,
-                       "person_oks": person_oks}
+                       "person_oks": person_oks, "gt_labelled": True}
                 if p is None:
                     row.update(pred_x=math.nan, pred_y=math.nan, missing=True, err_px=math.nan,
                                err_rel=math.nan, oks_term=0.0, needs_fix=True, suspicion=math.nan,
@@ -510,12 +517,37 @@ def _analyse(gt, predictions: dict[str, list[Person]], *, min_match_oks: float =
                     for name, a in sig.items():
                         row["sig_" + name] = float(a[bp])
                 rows.append(row)
-    return _Analysis(gt, images, rows, people, kept, n_pred, n_dropped, n_unmatched, msgs, predictions)
+            if p is not None:
+                extra += _unlabelled_rows(im, key, j, gp, p, bps, defined, sus, sig, person_oks)
+    return _Analysis(gt, images, rows, people, kept, n_pred, n_dropped, n_unmatched, msgs, predictions, extra)
+
+
+def _unlabelled_rows(im, key, j, gp, p, bps, defined, sus, sig, person_oks) -> list[dict]:
+    """Rows for a matched person's joints the GT leaves unlabelled (on joints its source labels at
+    all) where the prediction holds a position: shown (needs fixing: an unlabel click) or a hidden
+    guess (needs nothing). The review queue shows both, so ranking them is part of its job."""
+    out = []
+    for bp in bps:
+        if gp.kps[bp, 2] > 0 or bp not in defined.get(im.source, ()):
+            continue
+        shown = bool(p.vis[bp] > 0)
+        if not shown and not np.isfinite(p.conf[bp]):
+            continue                    # nothing stored there: nothing to review
+        row = {"file_name": im.file_name, "pred_key": key, "image_id": im.id, "person": j,
+               "gt_ann_id": gp.ann_id, "bp": bp, "coco": _COCO_POS.get(bp), "name": sk.NAMES[bp],
+               "gt_v": 0, "exhaustive": im.exhaustive, "source": im.source, "tags": im.tags,
+               "matched": True, "person_oks": person_oks, "gt_labelled": False, "missing": not shown, "needs_fix": shown,
+               "suspicion": float(sus[bp]), "conf": float(p.conf[bp]), "vis": int(p.vis[bp]),
+               "verified": bool(p.verified[bp])}
+        for name, a in sig.items():
+            row["sig_" + name] = float(a[bp])
+        out.append(row)
+    return out
 
 
 def point_table(gt: dict | str | Path, predictions: dict[str, list[Person]], *,
                 min_match_oks: float = MIN_MATCH_OKS, keypoints: str = "coco17",
-                assume_exhaustive: bool = False) -> list[dict]:
+                assume_exhaustive: bool = False, unlabelled: bool = False) -> list[dict]:
     """One row per GT-labelled point of every GT person (COCO-17 points; all 33 with keypoints="all"
     and a 33-point GT).
 
@@ -525,10 +557,13 @@ def point_table(gt: dict | str | Path, predictions: dict[str, list[Person]], *,
     oks_term, needs_fix, suspicion (NaN -> 1 - conf fallback), conf, vis, verified,
     matched, person_oks, vis_known, exhaustive, source, tags, long_side, area, and sig_<key>
     for every 33-long array in person.meta (other suspicion signals to compare).
-    Queue figures use the rows with matched and not verified.
+    Queue figures use the rows with matched and not verified. unlabelled=True appends the matched
+    people's points the GT leaves unlabelled where the prediction holds a position (gt_labelled
+    False; needs_fix when shown, an unlabel click): every point the review queue shows.
     """
-    return _analyse(gt, predictions, min_match_oks=min_match_oks, keypoints=keypoints,
-                    assume_exhaustive=assume_exhaustive).rows
+    an = _analyse(gt, predictions, min_match_oks=min_match_oks, keypoints=keypoints,
+                  assume_exhaustive=assume_exhaustive)
+    return an.rows + an.unlabelled_rows if unlabelled else an.rows
 
 
 # -- queue recall ------------------------------------------------------------------------
@@ -709,6 +744,28 @@ def _bootstrap(rows: list[dict], key: str, n: int, seed: int) -> dict:
     return out
 
 
+def _queue_ci(rows: list[dict], key: str, n: int, seed: int) -> dict:
+    """90% interval of queue_recall_at_0_2 over `rows`, resampling images."""
+    q = queue_rows(rows)
+    if n <= 0 or not q:
+        return {}
+    by_img: dict[int, list[int]] = {}
+    for i, r in enumerate(q):
+        by_img.setdefault(r["image_id"], []).append(i)
+    groups = [np.array(v) for v in by_img.values()]
+    y = np.array([bool(r["needs_fix"]) for r in q])
+    s = np.array([_row_score(r, key) for r in q], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    qr = []
+    for _ in range(n):
+        pick = np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
+        if y[pick].any():
+            qr.append(queue_recall(s[pick], y[pick], (0.2,))[0.2])
+    if not qr:
+        return {}
+    return {"queue_recall_at_0_2_lo": float(np.percentile(qr, 5)), "queue_recall_at_0_2_hi": float(np.percentile(qr, 95))}
+
+
 def evaluate(gt: dict | str | Path, predictions: dict[str, list[Person]], *, queue_key: str = "suspicion",
              seed: int = 0, min_match_oks: float = MIN_MATCH_OKS, keypoints: str = "coco17",
              assume_exhaustive: bool = False, bootstrap: int = 200,
@@ -757,6 +814,10 @@ def evaluate(gt: dict | str | Path, predictions: dict[str, list[Person]], *, que
     res.update(clicks(people, rows, an.n_unmatched_counted))
     res.update(queue_figures(rows, queue_key, fractions))
     res.update(_bootstrap(rows, queue_key, bootstrap, seed))
+    # the same queue over every point it shows: the unlabelled joints' shown points and hidden guesses too
+    every = rows + an.unlabelled_rows
+    res.update({"all_" + k: v for k, v in queue_figures(every, queue_key, fractions).items()})
+    res.update({"all_" + k: v for k, v in _queue_ci(every, queue_key, bootstrap, seed).items()})
     # by image tag (small_person, non_upright, crowd, ...)
     tags = sorted({t for _, im in an.images for t in im.tags})
     for t in tags:
@@ -821,6 +882,15 @@ def format_report(result: dict) -> str:
                      f"random {f('random_recall_at_' + s)}  oracle {f('oracle_recall_at_' + s)}")
     if "queue_recall_at_0_2_lo" in result:
         lines.append(f"    queue recall at 20%, 90% CI {f('queue_recall_at_0_2_lo')}-{f('queue_recall_at_0_2_hi')}")
+    if "all_n_queue_points" in result:
+        lines.append(f"  the same queue over every point it shows (also unlabelled joints: shown = an unlabel click, "
+                     f"hidden guess = nothing): {f('all_n_needs_fixing')} of {f('all_n_queue_points')} need fixing")
+        for s in fr:
+            lines.append(f"    recall after {float(s.replace('_', '.')):.0%}: queue {f('all_queue_recall_at_' + s)}  "
+                         f"random {f('all_random_recall_at_' + s)}  oracle {f('all_oracle_recall_at_' + s)}")
+        if "all_queue_recall_at_0_2_lo" in result:
+            lines.append(f"    queue recall at 20%, 90% CI {f('all_queue_recall_at_0_2_lo')}-"
+                         f"{f('all_queue_recall_at_0_2_hi')}")
     pj = result.get("per_joint_error_px") or {}
     if pj:
         lines.append("  mean error per joint (px):")

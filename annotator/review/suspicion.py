@@ -64,6 +64,9 @@ SIGNALS: dict[str, str] = {
     "heat_spread": "how spread out the point's heatmap is (OKS units): a blurred peak is an unsure one",
     "engine_gap": "distance between BlazePose's point and the per-box pose model's (MoveNet), before fusing",
     "engine_conf": "1 - the per-box pose model's score at the point (its COCO joint)",
+    "hidden": "the pre-fill stored the point as not labelled, its guess kept (a human may place it)",
+    "label_doubt": "the pre-fill's point model: chance a human leaves this joint unlabelled",
+    "point_doubt": "the pre-fill's point model: chance the point's shown/hidden state and place cost a click",
     "bone": "bone lengths against the skeleton's statistics (torso-normalised)",
     "sym": "left/right bone length mismatch",
     "angle": "joint angle outside its plausible range",
@@ -78,15 +81,15 @@ SIGNALS: dict[str, str] = {
 PERSON_SIGNALS = ("person_conf", "person_score", "person_swap", "person_tta", "small", "crowd")
 # Signals that need another model run (the rest is arithmetic on stored points).
 TTA_SIGNALS = ("tta", "tta_max", "flip", "swap", "person_swap", "person_tta", "heat", "heat_spread",
-               "engine_gap", "engine_conf")
+               "engine_gap", "engine_conf", "point_doubt", "label_doubt")
 # TTA signals a model or engine may not have (NaN: no say either way)
-OPTIONAL_TTA = ("heat", "heat_spread", "engine_gap", "engine_conf")
+OPTIONAL_TTA = ("heat", "heat_spread", "engine_gap", "engine_conf", "point_doubt", "label_doubt")
 # Signals without calibration data on photo sets: noisy-OR prior unless a calibration weighs them.
 PRIOR_SIGNALS = ("temporal", "prev_round")
 
 KV_CALIBRATION = "suspicion.calibration"
 KV_SIGNALS = "suspicion.signals:"      # + person id: stored TTA features
-TTA_VERSION = 7                        # bump when TTA features change: older records count as missing
+TTA_VERSION = 8                        # bump when TTA features change: older records count as missing
 
 
 _HIPS, _SHOULDERS = (23, 24), (11, 12)
@@ -261,7 +264,8 @@ def tta_area(xy: np.ndarray, width: int, height: int) -> float:
 
 def tta_features(xy: np.ndarray, variants: dict[str, np.ndarray], heat: np.ndarray | None = None,
                  area: float | None = None, heat_spread_px: np.ndarray | None = None,
-                 engine_gap_px: np.ndarray | None = None, engine_conf: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                 engine_gap_px: np.ndarray | None = None, engine_conf: np.ndarray | None = None,
+                 point_doubt: np.ndarray | None = None, label_doubt: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Disagreement of `xy` with each transformed-crop prediction (already mapped back, labels unswapped).
 
     Returns per-point tta, tta_max, flip, swap, heat (1 - heatmap peak, NaN when
@@ -294,6 +298,8 @@ def tta_features(xy: np.ndarray, variants: dict[str, np.ndarray], heat: np.ndarr
     out["engine_gap"] = np.full(sk.N, np.nan) if engine_gap_px is None else \
         np.log1p(oks_units(np.asarray(engine_gap_px, float), area))
     out["engine_conf"] = np.full(sk.N, np.nan) if engine_conf is None else 1.0 - np.asarray(engine_conf, float)
+    out["point_doubt"] = np.full(sk.N, np.nan) if point_doubt is None else np.asarray(point_doubt, float)
+    out["label_doubt"] = np.full(sk.N, np.nan) if label_doubt is None else np.asarray(label_doubt, float)
     return out
 
 
@@ -307,6 +313,7 @@ def features(p: Person, width: int, height: int, stats: ShapeStats, extras: Extr
     dx = np.maximum(np.maximum(-xy[:, 0], xy[:, 0] - width), 0.0) if width else np.zeros(sk.N)
     dy = np.maximum(np.maximum(-xy[:, 1], xy[:, 1] - height), 0.0) if height else np.zeros(sk.N)
     f["outside"] = np.log1p(oks_units(np.hypot(dx, dy), area))
+    f["hidden"] = (~p.labelled & np.isfinite(p.conf)).astype(np.float64)
     f["person_conf"] = np.full(sk.N, 1.0 - float(conf.mean()))
     score = p.score if p.score is not None and np.isfinite(p.score) else float(conf.mean())
     f["person_score"] = np.full(sk.N, 1.0 - float(score))
@@ -749,7 +756,10 @@ def fit_model(gt, cands: dict[str, list[Candidate]], select: bool = True, meta: 
     (calibration.choose_signals) among: the designed default (TTA disagreement,
     or MediaPipe's confidence without TTA), the best single signal, and forward
     selection; on a few hundred points free selection overfits, on thousands
-    it can win, and the data decides which case this is.
+    it can win, and the data decides which case this is. The points are every one
+    the review queue shows (metrics.point_table(unlabelled=True)): a joint the human
+    left unlabelled is wrong when shown and right when hidden, so a model fit on the
+    labelled points alone learns that a hidden guess is always wrong.
     """
     from annotator.review import metrics
     from annotator.review.calibration import choose_signals, fit
@@ -757,12 +767,14 @@ def fit_model(gt, cands: dict[str, list[Candidate]], select: bool = True, meta: 
     stats = learn_shape_stats(poses)
     base = SuspicionModel(Calibration([], np.zeros(0), np.zeros(0), np.zeros(0), 0.0),
                           Calibration([], np.zeros(0), np.zeros(0), np.zeros(0), 0.0), stats, np.zeros(sk.N))
-    rows = metrics.queue_rows(metrics.point_table(gt, featurize(cands, base, score=False), keypoints=keypoints))
+    rows = metrics.queue_rows(metrics.point_table(gt, featurize(cands, base, score=False), keypoints=keypoints,
+                                                      unlabelled=True))
     if len(rows) < 50:
         raise ValueError(f"only {len(rows)} matched ground-truth points to calibrate on; need at least 50")
     prior = _joint_prior_from_rows(rows)
     base.joint_prior = prior
-    rows = metrics.queue_rows(metrics.point_table(gt, featurize(cands, base, score=False), keypoints=keypoints))
+    rows = metrics.queue_rows(metrics.point_table(gt, featurize(cands, base, score=False), keypoints=keypoints,
+                                                      unlabelled=True))
     y = np.array([r["needs_fix"] for r in rows], float)
     groups = np.array([r["image_id"] for r in rows])
     names = [k for k in SIGNALS if k not in PRIOR_SIGNALS]
@@ -797,7 +809,7 @@ def fit_model(gt, cands: dict[str, list[Candidate]], select: bool = True, meta: 
     if has_tta.sum() >= 50 and any(k in usable for k in TTA_SIGNALS):
         # the re-runs' disagreement, and where the engine has a second model, its doubt and the two
         # models' disagreement: signals that stay meaningful for people scored without one of them
-        full_sel, report["full_choice"] = choose(full_names, has_tta, ["tta", "engine_conf", "engine_gap"])
+        full_sel, report["full_choice"] = choose(full_names, has_tta, ["point_doubt", "engine_conf", "engine_gap", "tta"])
         full = fit({k: v[has_tta] for k, v in feats.items()}, y[has_tta], full_sel, l2)
     # the stored model scores with the prior learned from all rows
     info = dict(meta or {}, n_points=len(rows), fitted_at=time.strftime("%Y-%m-%d %H:%M:%S"))
