@@ -60,6 +60,8 @@ DET_SIZE = 224                      # PoseDetectionCpu: ImageToTensor 224x224, k
 DET_STRIDES = (8, 16, 32, 32, 32)   # SsdAnchorsCalculator: num_layers 5, offsets 0.5, fixed_anchor_size
 DET_MIN_SCALE, DET_MAX_SCALE = 0.1484375, 0.75
 NUM_ANCHORS = 2254
+SAME_BOX_OKS = 0.7                  # engine "detector": a box whose MoveNet pose is this close to a found person's is
+                                    # that person again (pose-gt-dev: BlazePose runs on 527 -> 381 boxes, same clicks)
 MAX_BOXES = 100                     # engine "detector": person boxes tried per image (a crowd photo has ~60 at 0.2)
 CANDIDATE_MIN_SCORE = 0.05           # engine "detector": boxes kept as possibly missed people (PoseEstimator.candidates)
 MP_MIN_SCORE = 0.5                  # TensorsToDetections min_score_thresh (and Pose's min_detection_confidence)
@@ -137,6 +139,7 @@ class PersonPose:
     engine_conf: np.ndarray | None = None  # (33,) MoveNet's score of the point's COCO joint
     point_doubt: np.ndarray | None = None  # (33,) point_model's chance the point's stored state costs a click
     label_doubt: np.ndarray | None = None  # (33,) point_model's 1 - P(a human labels the joint)
+    box_k17: np.ndarray | None = None      # (17, 2) the per-box pose model's COCO-17 joints, pixels
 
     def bbox(self) -> tuple[float, float, float, float]:
         """x, y, w, h around the 33 points."""
@@ -494,6 +497,13 @@ def pose_similarity(a: PersonPose, b: PersonPose) -> float:
     return float(np.exp(-d2 / (2.0 * bw * (2.0 * sk.COCO17_SIGMAS) ** 2)).mean())
 
 
+def coco17_similarity(k17a: np.ndarray, box_a, k17b: np.ndarray, box_b) -> float:
+    """OKS between two per-box COCO-17 poses, on the larger box's person area (COCO's 0.53 ratio)."""
+    area = 0.53 * max((box_a[2] - box_a[0]) * (box_a[3] - box_a[1]), (box_b[2] - box_b[0]) * (box_b[3] - box_b[1]), 1.0)
+    d2 = ((np.asarray(k17a) - np.asarray(k17b)) ** 2).sum(1)
+    return float(np.exp(-d2 / (2.0 * area * (2.0 * sk.COCO17_SIGMAS) ** 2)).mean())
+
+
 def _same_alignment(kp: np.ndarray, p: PersonPose, tol: float = 0.3) -> bool:
     """Detector keypoints 0/1 sit where a person's auxiliary points 33/34 are (the same two points)."""
     aux = p.aux if p.aux is not None else aux_from_body(p.xy)
@@ -666,7 +676,13 @@ class PoseEstimator:
             self._box_pose = BoxPose(mp_models.require("movenet_thunder"), self.num_threads)
         return self._boxes, self._box_pose
 
-    def person_in_box(self, rgb: np.ndarray, box) -> tuple[PersonPose | None, np.ndarray]:
+    def box_keypoints(self, rgb: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
+        """The per-box pose model (MoveNet) on one box: COCO-17 (x, y) pixels and scores, float64."""
+        _, box_pose = self._detector()
+        k17, s17 = box_pose.predict(rgb, box)
+        return k17.astype(np.float64), s17.astype(np.float64)
+
+    def person_in_box(self, rgb: np.ndarray, box, keypoints=None) -> tuple[PersonPose | None, np.ndarray]:
         """engine "detector" on one box (x0, y0, x1, y1, score): the per-box pose model says whether
         a person is there and how they are aligned, BlazePose puts the 33 points on that ROI (refined
         once by its own landmarks-to-ROI rule) and the two are fused. Returns (pose or None when the
@@ -676,10 +692,9 @@ class PoseEstimator:
         w = pose_flag_weight: a person both models see. On pose-gt-dev (docs/benchmarks.md, with the
         first fit of point_model) w = 0.7 against 0: false people on the empty photos 6 -> 3, clicks a
         person 5.30 -> 5.14, recall 0.853 -> 0.814; w = 1 loses partial bodies BlazePose flags 0.
+        keypoints: box_keypoints(rgb, box) when the caller already has them.
         """
-        _, box_pose = self._detector()
-        k17, s17 = box_pose.predict(rgb, box)
-        k17, s17 = k17.astype(np.float64), s17.astype(np.float64)
+        k17, s17 = self.box_keypoints(rgb, box) if keypoints is None else keypoints
         pre = float(box[4]) * float(np.mean(s17))
         if pre < self.min_person_score:          # BlazePose's flag can only lower it: skip its two runs
             return None, None
@@ -694,6 +709,7 @@ class PoseEstimator:
         pose = fuse_coco17(pose, k17, s17, box, self.fuse_max_term)
         pose.score = score
         pose.engine_gap, pose.engine_conf = gap, s17[TO_COCO17]
+        pose.box_k17 = k17
         h, w = rgb.shape[:2]
         F = point_model.features(pose.xy[_C17], s17, pose.visibility[_C17], box, w, h)
         if self.hide_points == "model":
@@ -715,7 +731,10 @@ class PoseEstimator:
         found = boxes.detect(rgb, min(CANDIDATE_MIN_SCORE, self.box_min_score))
         self.candidates = [tuple(b[:5]) for b in found if b[4] < self.box_min_score]
         for b in [b for b in found if b[4] >= self.box_min_score][: max(2 * self.max_people, MAX_BOXES)]:
-            p, hm = self.person_in_box(rgb, b)
+            kp = self.box_keypoints(rgb, b)
+            if any(coco17_similarity(kp[0], b, q.box_k17, q.box) >= SAME_BOX_OKS for q in people):
+                continue                    # the same person boxed twice: no BlazePose runs for it
+            p, hm = self.person_in_box(rgb, b, kp)
             if p is not None:
                 people.append(p)
                 heat[id(p)] = (p, hm)
