@@ -1,8 +1,9 @@
 """The suspicion model shipped with the package, used until a project calibrates its own.
 
 Fit on the calibration half of pose-gt-dev (see calibration.assign_splits),
-pre-filled with the default engine ("detector", BlazePose Heavy, re-runs on Full); the other half is the held-out
-report. Regenerate with:
+pre-filled with the default engine ("detector", BlazePose Heavy, re-runs on Full), over every point the
+review queue shows (labelled points and unlabelled joints shown or kept as hidden guesses: fit_model); the
+other half is the held-out report. Regenerate with:
     pose-annotator suspicion PROJECT --calibrate --gt GT.json --split cal --export-model model.json
     python -m annotator.review.default_model model.json
 """
