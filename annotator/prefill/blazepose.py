@@ -559,8 +559,6 @@ def fuse_coco17(pose: PersonPose, k17: np.ndarray, s17: np.ndarray, box, max_ter
     term = np.exp(-d2 / ((2 * sk.COCO17_SIGMAS) ** 2) / area / 2)
     take = ((term < max_term) & (np.asarray(s17) >= min_score)) | _HIPS17
     weight = np.where(take, 1.0, float(blend))
-    if not weight.any():
-        return pose
     shift = weight[:, None] * (k17 - pose.xy[_C17])
     return dataclasses.replace(pose, xy=pose.xy + shift[TO_COCO17])
 
@@ -716,7 +714,9 @@ class PoseEstimator:
             pose.unseen = ~point_model.show(F)[TO_COCO17]
         else:
             pose.unseen = s17[TO_COCO17] < self.unseen_below
-        doubt, unlabel = point_model.doubt(F, ~pose.unseen[_C17])
+        x17, y17 = pose.xy[_C17, 0], pose.xy[_C17, 1]
+        shown = ~pose.unseen[_C17] & (x17 >= 0) & (x17 < w) & (y17 >= 0) & (y17 < h)   # to_person hides the rest
+        doubt, unlabel = point_model.doubt(F, shown)
         pose.point_doubt, pose.label_doubt = doubt[TO_COCO17], unlabel[TO_COCO17]
         pose.box = tuple(float(v) for v in box[:5])
         return pose, hm
