@@ -490,18 +490,22 @@ def tile_windows(width: int, height: int, tile: float) -> list[tuple[int, int, i
 _COCO = list(sk.COCO17_FROM_BP)
 
 
+def _oks_terms17(a17: np.ndarray, b17: np.ndarray, area: float) -> np.ndarray:
+    """COCO's per-joint OKS terms between two COCO-17 point sets (pixels) at one person area."""
+    d2 = ((np.asarray(a17) - np.asarray(b17)) ** 2).sum(1)
+    return np.exp(-d2 / (2.0 * area * (2.0 * sk.COCO17_SIGMAS) ** 2))
+
+
 def pose_similarity(a: PersonPose, b: PersonPose) -> float:
     """OKS between two predictions on the COCO-17 points, scaled by the larger one's box."""
     bw = max(a.bbox()[2] * a.bbox()[3], b.bbox()[2] * b.bbox()[3], 1.0)
-    d2 = ((a.xy[_COCO] - b.xy[_COCO]) ** 2).sum(1)
-    return float(np.exp(-d2 / (2.0 * bw * (2.0 * sk.COCO17_SIGMAS) ** 2)).mean())
+    return float(_oks_terms17(a.xy[_COCO], b.xy[_COCO], bw).mean())
 
 
 def coco17_similarity(k17a: np.ndarray, box_a, k17b: np.ndarray, box_b) -> float:
     """OKS between two per-box COCO-17 poses, on the larger box's person area (COCO's 0.53 ratio)."""
     area = 0.53 * max((box_a[2] - box_a[0]) * (box_a[3] - box_a[1]), (box_b[2] - box_b[0]) * (box_b[3] - box_b[1]), 1.0)
-    d2 = ((np.asarray(k17a) - np.asarray(k17b)) ** 2).sum(1)
-    return float(np.exp(-d2 / (2.0 * area * (2.0 * sk.COCO17_SIGMAS) ** 2)).mean())
+    return float(_oks_terms17(k17a, k17b, area).mean())
 
 
 def _same_alignment(kp: np.ndarray, p: PersonPose, tol: float = 0.3) -> bool:
@@ -555,8 +559,7 @@ def fuse_coco17(pose: PersonPose, k17: np.ndarray, s17: np.ndarray, box, max_ter
     5.10 -> 4.85; non-COCO sources alone AP 0.446 -> 0.487.
     """
     area = max((box[2] - box[0]) * (box[3] - box[1]), 1.0) * 0.53        # box area -> person area, COCO's ratio
-    d2 = ((pose.xy[_C17] - k17) ** 2).sum(1)
-    term = np.exp(-d2 / ((2 * sk.COCO17_SIGMAS) ** 2) / area / 2)
+    term = _oks_terms17(pose.xy[_C17], k17, area)
     take = ((term < max_term) & (np.asarray(s17) >= min_score)) | _HIPS17
     weight = np.where(take, 1.0, float(blend))
     shift = weight[:, None] * (k17 - pose.xy[_C17])

@@ -716,23 +716,28 @@ def _recall(people: Sequence[dict]) -> float:
     return float(np.mean([p["matched"] and p["oks"] > RECALL_OKS for p in ps]))
 
 
-def _bootstrap(rows: list[dict], key: str, n: int, seed: int) -> dict:
-    """90% intervals for pck_0_1 and queue_recall_at_0_2, resampling images (the unit that varies)."""
-    if n <= 0 or not rows:
-        return {}
+def _image_draws(rows: Sequence[dict], n: int, seed: int):
+    """n bootstrap resamples of the rows' indices, drawing whole images (the unit that varies)."""
     by_img: dict[int, list[int]] = {}
     for i, r in enumerate(rows):
         by_img.setdefault(r["image_id"], []).append(i)
     groups = [np.array(v) for v in by_img.values()]
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        yield np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
+
+
+def _bootstrap(rows: list[dict], key: str, n: int, seed: int) -> dict:
+    """90% intervals for pck_0_1 and queue_recall_at_0_2, resampling images (the unit that varies)."""
+    if n <= 0 or not rows:
+        return {}
     e = np.array([r["err_rel"] for r in rows], dtype=np.float64)
     hit = np.where(np.isfinite(e), e < 0.1, False)
     inq = np.array([r["matched"] and not r["verified"] for r in rows])
     y = np.array([bool(r["needs_fix"]) for r in rows])
     s = np.array([_row_score(r, key) if q else math.nan for r, q in zip(rows, inq)], dtype=np.float64)
-    rng = np.random.default_rng(seed)
     pck, qr = [], []
-    for _ in range(n):
-        pick = np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
+    for pick in _image_draws(rows, n, seed):
         pck.append(hit[pick].mean())
         m = pick[inq[pick]]
         if y[m].any():
@@ -749,16 +754,10 @@ def _queue_ci(rows: list[dict], key: str, n: int, seed: int) -> dict:
     q = queue_rows(rows)
     if n <= 0 or not q:
         return {}
-    by_img: dict[int, list[int]] = {}
-    for i, r in enumerate(q):
-        by_img.setdefault(r["image_id"], []).append(i)
-    groups = [np.array(v) for v in by_img.values()]
     y = np.array([bool(r["needs_fix"]) for r in q])
     s = np.array([_row_score(r, key) for r in q], dtype=np.float64)
-    rng = np.random.default_rng(seed)
     qr = []
-    for _ in range(n):
-        pick = np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
+    for pick in _image_draws(q, n, seed):
         if y[pick].any():
             qr.append(queue_recall(s[pick], y[pick], (0.2,))[0.2])
     if not qr:
