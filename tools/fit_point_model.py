@@ -60,7 +60,7 @@ def point_table(gt_path: Path):
                 continue
             s17 = pose.engine_conf[_C17]                  # engine_conf = s17[TO_COCO17]
             xy17 = pose.xy[_C17]
-            f17 = point_model.features(xy17, s17, pose.visibility[_C17], pose.box, W, H)
+            f17 = point_model.features(xy17, s17, pose.visibility[_C17], pose.z[_C17], pose.box, W, H)
             terms = M.oks_terms(gp.kps[_C17], gp.area, xy17, np.ones(17, bool), sk.SIGMAS[_C17])
             for c, bp in enumerate(_C17):
                 if bp not in defined.get(im.source, ()):

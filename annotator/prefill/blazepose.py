@@ -712,7 +712,7 @@ class PoseEstimator:
         pose.engine_gap, pose.engine_conf = gap, s17[TO_COCO17]
         pose.box_k17 = k17
         h, w = rgb.shape[:2]
-        F = point_model.features(pose.xy[_C17], s17, pose.visibility[_C17], box, w, h)
+        F = point_model.features(pose.xy[_C17], s17, pose.visibility[_C17], pose.z[_C17], box, w, h)
         if self.hide_points == "model":
             pose.unseen = ~point_model.show(F)[TO_COCO17]
         else:
