@@ -155,13 +155,17 @@ def test_bad_model_settings_fail_fast_with_one_line(tmp_path):
     toml = tmp_path / "p" / "project.toml"
     text = toml.read_text()
     for bad, needle in (("min_detection_confidence = 5.0", "min_detection_confidence=5.0: must be between 0 and 1"),
-                        ("model_complexity = 7", "model_complexity=7: must be 0 (lite), 1 (full) or 2 (heavy)")):
+                        ("model_complexity = 7", "model_complexity=7: must be 0 (lite), 1 (full) or 2 (heavy)"),
+                        ('hide_points = "sometimes"',
+                         "project.toml: prefill.hide_points = 'sometimes' must be one of 'model', 'threshold'"),
+                        ('engine = "detectr"', "project.toml: prefill.engine = 'detectr' must be one of 'detector'")):
         key = bad.split(" = ")[0]
         lines = [bad if ln.startswith(key + " =") else ln for ln in text.splitlines()]
         toml.write_text("\n".join(lines) + "\n")
         rc, out, err = run("prefill", tmp_path / "p", "--workers", "2")
         assert rc == 2 and "Traceback" not in err, err
         assert err.strip().splitlines()[-1].startswith("error: ") and needle in err, err
+    toml.write_text(text)
     with Project.open(tmp_path / "p") as p:
         assert [r.status for r in p.store.images()] == ["pending"]      # nothing half-written
 

@@ -61,6 +61,9 @@ def _merge(base: dict, over: dict) -> dict:
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f"}
 # settings whose value must be at least 1 (a count)
 _POSITIVE = {("prefill", "max_people"), ("prefill", "workers"), ("sources", "video_stride")}
+# settings with a fixed set of values (blazepose.ENGINES / HIDE_RULES): checked here so the error
+# names project.toml, not a keyword argument deep in the engine
+CHOICES = {("prefill", "engine"): ("detector", "multi", "legacy"), ("prefill", "hide_points"): ("model", "threshold")}
 
 
 def _type_name(v) -> str:
@@ -94,6 +97,9 @@ def check(data: dict, path) -> None:
                 raise UserError(f"{path}: {where} = {v} is out of range")
             if (table, key) in _POSITIVE and v < 1:
                 raise UserError(f"{path}: {where} must be at least 1, not {v}")
+            if (table, key) in CHOICES and v not in CHOICES[table, key]:
+                raise UserError(f"{path}: {where} = {v!r} must be one of "
+                                f"{', '.join(repr(c) for c in CHOICES[table, key])}")
             if isinstance(v, list) and not all(isinstance(x, str) for x in v):
                 raise UserError(f"{path}: {where} must be a list of strings")
     for key, v in data.get("shortcuts", {}).items():

@@ -53,6 +53,7 @@ import numpy as np
 from annotator.prefill import models as mp_models
 from annotator.prefill import point_model
 from annotator.core import skeleton as sk
+from annotator.core import settings
 from annotator.core.errors import UserError
 
 # -- constants from the mediapipe 0.10.21 graphs -----------------------------------------
@@ -566,8 +567,8 @@ def fuse_coco17(pose: PersonPose, k17: np.ndarray, s17: np.ndarray, box, max_ter
     return dataclasses.replace(pose, xy=pose.xy + shift[TO_COCO17])
 
 
-ENGINES = ("detector", "multi", "legacy")
-HIDE_RULES = ("model", "threshold")     # engine "detector": point_model.show, or MoveNet's score < unseen_below
+ENGINES = settings.CHOICES["prefill", "engine"]
+HIDE_RULES = settings.CHOICES["prefill", "hide_points"]   # engine "detector": point_model.show, or MoveNet < unseen_below
 
 
 class PoseEstimator:
