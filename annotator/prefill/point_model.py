@@ -4,8 +4,9 @@ A point costs a click either way it goes wrong: shown where the human labels not
 click), hidden where they label it (it has to be placed), shown in the wrong place (a drag). So a
 point is shown when P(labelled) x P(right | labelled) > 1 - P(labelled). Both are logistic models
 on what the engine knows per COCO-17 joint: MoveNet's score, BlazePose's visibility and depth
-against the joint's left/right twin, where the point is against the image edge, the person's size and MoveNet's mean score, and the joint's group
-(annotators label a turned-away face or a hand behind the back at different rates than a shoulder).
+against the joint's left/right twin, where the point is against the image edge, the person's size
+and MoveNet's mean score, and the joint's group (annotators label a turned-away face or a hand
+behind the back at different rates than a shoulder).
 
 Fit on the calibration half of pose-gt-dev (calibration.assign_splits) by
 `python tools/fit_point_model.py` (engine "detector", Heavy, refit after the fused joints became
@@ -60,9 +61,10 @@ def features(xy17: np.ndarray, s17: np.ndarray, vis17: np.ndarray, z17: np.ndarr
     the image size.
 
     The depth features are how much farther from the camera a point is than its left/right twin
-    (box units), once for every joint and once more for the face: the far ear or eye of a head in
-    profile, an arm behind the body, is what annotators leave unlabelled and what BlazePose's
-    visibility still calls seen.
+    (box units, clipped at Z_CLIP against the odd collapsed pose), once for every joint and once
+    more for the face: the far ear or eye of a head in profile is what COCO's annotators leave
+    unlabelled and BlazePose's visibility still calls seen (the fit puts its weight on the face
+    term for P(labelled); the all-joints term lowers P(right) a little for a far limb).
     """
     xy17 = np.asarray(xy17, np.float64)
     z17 = np.asarray(z17, np.float64)
