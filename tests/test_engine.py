@@ -92,6 +92,13 @@ def test_a_user_box_around_one_person_gives_that_person(engine):
     assert q is not None and bp.pose_similarity(p, q) > 0.8
     blank = np.zeros_like(rgb)
     assert engine.predict_in_box(blank, (x0, y0, x1 - x0, y1 - y0)) is None
+    # a box drawn half over them, beside their head (for someone else): the box-pose walks back to the
+    # person already found, most of whose points lie outside the box; the user's box holds nobody
+    beside = (274, 64, 118, 220)
+    drifted, _ = engine.person_in_box(rgb, (274, 64, 392, 284, 1.0))
+    assert drifted is not None and bp.pose_similarity(drifted, p) > 0.8
+    assert bp._share_inside(drifted.xy, *beside) < bp.MIN_SHARE_IN_USER_BOX
+    assert engine.predict_in_box(rgb, beside) is None
 
 
 def test_video_frames_keep_their_track_ids(engine):

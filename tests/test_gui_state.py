@@ -14,7 +14,7 @@ import pytest
 
 from annotator.core import skeleton as sk
 from annotator.core.errors import UserError
-from annotator.gui.state import (AppState, Prefetcher, ReviewQueue, Shortcuts, View, _Job, display_scale, hit_point,
+from annotator.gui.state import (AppState, Prefetcher, ReviewQueue, Shortcuts, View, _Job, display_scale, hit_person, hit_point,
                                  parse_combo, template_person, texture_level, texture_size, to_texture)
 from annotator.core.model import NOT_LABELLED, OCCLUDED, VISIBLE
 from annotator.core.project import Project
@@ -248,6 +248,33 @@ def test_add_person_in_box_runs_the_model(state, proj):
     legs = [sk.INDEX[n] for n in ("left_knee", "right_knee", "left_ankle", "right_ankle")]
     assert p.hidden_guess[legs].all()          # a half-length portrait: legs kept as guesses, not drawn
     assert "blazepose" in p.source[0]
+
+
+def test_a_box_where_the_model_sees_nobody_adds_hidden_guesses_that_a_drag_places(state, proj):
+    # the astronaut photo's top-right corner (the flag, no person): the user says someone is there
+    row = proj.store.db.execute("SELECT id FROM images WHERE file_name LIKE '%astronaut%'").fetchone()
+    state.show(row[0])
+    n0 = len(proj.store.person_ids(row[0]))
+    state.box_mode = True
+    a, b = state.view.to_screen((436.0, 2.0)), state.view.to_screen((510.0, 150.0))
+    state.press(*a)
+    state.motion((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+    pid = state.release(*b)
+    assert len(proj.store.person_ids(row[0])) == n0 + 1 and state.sel_person == pid
+    p = proj.store.load_person(pid)
+    assert not p.labelled.any() and p.hidden_guess.all()      # nothing invented, every joint a guess
+    assert (p.xy >= (436.0, 2.0)).all() and (p.xy <= (510.0, 150.0)).all()    # in the box, not on the astronaut
+    # the guesses hold the box: a click inside it selects the person, a drag from a guess places it
+    assert hit_person(state.frame.persons, state.view, *state.view.to_screen((470.0, 80.0))) == pid
+    nose = sk.INDEX["nose"]
+    s = state.view.to_screen(p.xy[nose])
+    state.press(*s)
+    state.motion(s[0] + 10, s[1] + 12)
+    state.release(s[0] + 10, s[1] + 12)
+    x, y, vis, verified, _ = db_point(proj, pid, nose)
+    assert vis == VISIBLE and verified
+    np.testing.assert_allclose((x, y), p.xy[nose] + np.array([10, 12]) / state.view.zoom, atol=1e-6)
+    assert proj.store.load_person(pid).labelled.sum() == 1
 
 
 def test_points_table_edit_and_settings(state, proj):

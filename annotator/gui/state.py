@@ -24,6 +24,7 @@ from annotator.core import skeleton as sk
 from annotator.core.errors import UserError
 from annotator.gui.conflicts import Conflict, ConflictTracker
 from annotator.core.model import NOT_LABELLED, OCCLUDED, VIS_NAMES, VISIBLE, Frame, Person
+from annotator.core.model import TEMPLATE_UV, template_person  # noqa: F401  (the app's templates)
 from annotator.core.commands import is_complete
 from annotator.review.queue import FILTERS, SUSPECT_THRESHOLD, QueueItem, image_queue, suspect_points
 
@@ -177,26 +178,6 @@ class View:
     def pan(self, dx: float, dy: float) -> None:
         self.ox += dx
         self.oy += dy
-
-
-# -- template person ------------------------------------------------------------------------------
-
-# A standing person facing the camera in a unit box (their left is image right).
-TEMPLATE_UV = np.array([
-    (0.50, 0.08), (0.52, 0.06), (0.54, 0.06), (0.56, 0.06), (0.48, 0.06), (0.46, 0.06), (0.44, 0.06),
-    (0.59, 0.07), (0.41, 0.07), (0.53, 0.11), (0.47, 0.11),
-    (0.65, 0.20), (0.35, 0.20), (0.72, 0.35), (0.28, 0.35), (0.76, 0.49), (0.24, 0.49),
-    (0.77, 0.53), (0.23, 0.53), (0.76, 0.54), (0.24, 0.54), (0.74, 0.52), (0.26, 0.52),
-    (0.59, 0.52), (0.41, 0.52), (0.60, 0.73), (0.40, 0.73), (0.60, 0.93), (0.40, 0.93),
-    (0.59, 0.96), (0.41, 0.96), (0.63, 0.98), (0.37, 0.98),
-])
-
-
-def template_person(box_xywh) -> Person:
-    """A template skeleton stretched into a box; the annotator drags its points into place."""
-    x, y, w, h = (float(v) for v in box_xywh)
-    xy = np.column_stack([x + TEMPLATE_UV[:, 0] * w, y + TEMPLATE_UV[:, 1] * h])
-    return Person(xy, np.full(sk.N, VISIBLE, np.int8), source=["template"] * sk.N)
 
 
 # -- review queue ------------------------------------------------------------------------------------
@@ -549,11 +530,12 @@ def hit_point(persons: list[Person], view: View, sx: float, sy: float, radius: f
 
 
 def hit_person(persons: list[Person], view: View, sx: float, sy: float) -> int | None:
-    """The person whose box (labelled points, 10% pad) holds the cursor; the smallest box wins."""
+    """The person whose box (labelled points, 10% pad; its hidden guesses when none is labelled)
+    holds the cursor; the smallest box wins."""
     ix, iy = view.to_image((sx, sy))
     best, best_a = None, np.inf
     for p in persons:
-        b = p.bbox(pad=0.1)
+        b = p.bbox(pad=0.1) or p.bbox(pad=0.1, guesses=True)    # a template of guesses only
         if b and b[0] <= ix <= b[0] + b[2] and b[1] <= iy <= b[1] + b[3] and b[2] * b[3] < best_a:
             best, best_a = p.id, b[2] * b[3]
     return best
@@ -929,10 +911,10 @@ class AppState:
 
     def release(self, sx: float, sy: float) -> int | None:
         """Mouse up: a moved point/person is committed (one command, saved before the next frame)."""
+        self.motion(sx, sy)             # the release point counts (a box ends where the button comes up)
         d, self.drag = self.drag, None
         if d is None:
             return None
-        self.motion(sx, sy)
         self.preview.pop(d.person_id, None)
         if not d.moved:
             if d.kind in ("point", "person"):
@@ -1109,16 +1091,17 @@ class AppState:
         return self._estimator
 
     def add_person_in_box(self, box) -> int | None:
-        """Pre-fill inside a user-drawn box; a template skeleton when the model sees nobody."""
-        from annotator.prefill.run import to_person
+        """Pre-fill inside a user-drawn box (prefill.estimator.person_in_user_box); when the model sees
+        nobody, a template whose points are hidden guesses, dragged into place one by one."""
+        from annotator.prefill.estimator import person_in_user_box
         rgb = self.decoded.rgb
-        pose = self.estimator().predict_in_box(rgb, box)
+        person, pose = person_in_user_box(self.estimator(), rgb, box)
         if pose is None:
-            pid = self.session.add_person(self.image_id, template_person(box), source=self.session.actor)
+            pid = self.session.add_person(self.image_id, person, source=self.session.actor)
             self._score(pid)
-            self.say(f"saved: the model found nobody in the box; template person {pid} added")
+            self.say(f"saved: the model found nobody in the box; template person {pid} added as guesses: "
+                     "drag each point the person has into place")
         else:
-            person = to_person(pose, rgb.shape[1], rgb.shape[0])
             model = self._estimator_name
             pid = self.session.add_person(self.image_id, person, source=model)
             self._score(pid, pose, person)

@@ -537,6 +537,15 @@ def roi_from_coco17(k17: np.ndarray, s17: np.ndarray, min_score: float = 0.2) ->
     return alignment_roi(aux[0], aux[1])
 
 
+MIN_SHARE_IN_USER_BOX = 0.5            # predict_in_box, engine "detector": a pose with fewer points in the box is nobody
+
+
+def _share_inside(xy: np.ndarray, x: float, y: float, w: float, h: float, pad: float = 0.1) -> float:
+    """Share of a pose's points inside a user's (x, y, w, h) box grown by `pad` of its size."""
+    return float(np.mean((xy[:, 0] >= x - pad * w) & (xy[:, 0] <= x + (1 + pad) * w)
+                         & (xy[:, 1] >= y - pad * h) & (xy[:, 1] <= y + (1 + pad) * h)))
+
+
 def box_roi(box) -> ROI:
     x0, y0, x1, y1 = (float(v) for v in box[:4])
     s = ROI_SCALE * max(x1 - x0, y1 - y0)
@@ -853,7 +862,8 @@ class PoseEstimator:
             raise ValueError(f"box {box_xywh!r} is empty or outside the {W}x{H} image")
         if self.engine == "detector":           # the user's box is the detector's box, fully trusted
             p, _ = self.person_in_box(rgb, (x, y, x + w, y + h, 1.0))
-            return p
+            # ... but not a pose that drifted out of it (the ROI refinement walks to someone nearby)
+            return p if p is not None and _share_inside(p.xy, x, y, w, h) >= MIN_SHARE_IN_USER_BOX else None
         m = 0.25 * max(w, h)
         x0, y0 = int(max(0, math.floor(x - m))), int(max(0, math.floor(y - m)))
         x1, y1 = int(min(W, math.ceil(x + w + m))), int(min(H, math.ceil(y + h + m)))
@@ -870,9 +880,7 @@ class PoseEstimator:
             p = self.predict_roi(rgb, roi, ds)
             q = self.predict_roi(rgb, p.next_roi(), ds)
             for cand in (p, q):
-                inside = np.mean((cand.xy[:, 0] >= x - 0.1 * w) & (cand.xy[:, 0] <= x + 1.1 * w)
-                                 & (cand.xy[:, 1] >= y - 0.1 * h) & (cand.xy[:, 1] <= y + 1.1 * h))
-                key = cand.pose_flag * inside
+                key = cand.pose_flag * _share_inside(cand.xy, x, y, w, h)
                 if key > best_key:
                     best, best_key = cand, key
         if best is None or best.pose_flag < self.min_pose_presence:

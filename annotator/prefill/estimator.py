@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from annotator.core.errors import UserError
-from annotator.core.model import NOT_LABELLED, OCCLUDED, VISIBLE, Person
+from annotator.core.model import NOT_LABELLED, OCCLUDED, VISIBLE, Person, template_person
 
 def to_person(pose, width: int, height: int, vis_threshold: float = 0.5) -> Person:
     """A model's PersonPose -> Person: conf = visibility x presence, vis state thresholded (track id kept).
@@ -33,6 +33,17 @@ def to_person(pose, width: int, height: int, vis_threshold: float = 0.5) -> Pers
     if unseen is not None:                  # the per-box pose model sees nothing there (engine "detector")
         state[np.asarray(unseen, bool)] = NOT_LABELLED
     return Person(xy, state, conf, score=float(pose.score), track_id=getattr(pose, "track_id", None))
+
+
+def person_in_user_box(estimator, rgb: np.ndarray, box_xywh) -> tuple[Person, object | None]:
+    """(person, the engine's pose or None) for a box an annotator drew around someone: the engine's
+    pose inside it, or, when it sees nobody there, a template of hidden guesses (the annotator said
+    a person is there; the template invents no joint they do not have). The app's "add person (box)"
+    and bench/add_person.py both call this."""
+    pose = estimator.predict_in_box(rgb, box_xywh)
+    if pose is None:
+        return template_person(box_xywh, guesses=True), None
+    return to_person(pose, rgb.shape[1], rgb.shape[0]), pose
 
 
 def default_model_name(kwargs: dict) -> str:
