@@ -7,9 +7,10 @@
 `evaluate`'s click count charges a missed person 1 + one click per labelled point, as if every point
 were placed by hand. In the app an annotator drags a box around the person (`a`, one drag) and the
 project's engine fills it (`prefill.estimator.person_in_user_box`, the call the GUI makes: the
-engine's pose in the box, a template of hidden guesses when it sees nobody). This adds, for every missed GT person with >= 5 points, the pose the
-engine puts in that person's GT box to the pre-fill, re-evaluates with the same rules, and counts one
-more click per box: the same figure with the add-person step measured instead of assumed.
+engine's pose in the box, a template of hidden guesses when it sees nobody). This adds, for every
+missed GT person with >= 5 points, what the engine puts in that person's GT box to the pre-fill,
+re-evaluates with the same rules, and counts one more click per box: the same figure with the
+add-person step measured instead of assumed.
 """
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     for key, im in mapping.items():
         match = metrics.match_people(metrics.oks_matrix(im.people, preds[key]))
-        missed = [gp for g, gp in enumerate(im.people) if g not in match and gp.n_labelled17 >= metrics.MIN_PEOPLE_POINTS]
+        missed = [gp for g, gp in enumerate(im.people)
+                  if g not in match and gp.n_labelled17 >= metrics.MIN_PEOPLE_POINTS]
         if not missed:
             continue
         rgb = load_image(a.gt.parent / "images" / im.file_name)

@@ -537,7 +537,7 @@ def roi_from_coco17(k17: np.ndarray, s17: np.ndarray, min_score: float = 0.2) ->
     return alignment_roi(aux[0], aux[1])
 
 
-MIN_SHARE_IN_USER_BOX = 0.5            # predict_in_box, engine "detector": a pose with fewer points in the box is nobody
+MIN_SHARE_IN_USER_BOX = 0.5     # predict_in_box, engine "detector": a pose with fewer points in the box is nobody
 
 
 def _share_inside(xy: np.ndarray, x: float, y: float, w: float, h: float, pad: float = 0.1) -> float:
