@@ -1,7 +1,8 @@
 """Pre-fill throughput: images/s and people found per second, in one run, for
 - the plain single-process `mp.solutions.pose` loop a user would write (one person per image),
 - the default pre-fill (engine "detector": NanoDet -> MoveNet -> BlazePose Heavy, with the
-  review queue's re-run signals on Full), 2 worker processes, written to SQLite,
+  review queue's free signals), 2 worker processes, written to SQLite,
+- the same with the re-runs on 8 other views (--tta, the default before),
 - a fast setting (engine "detector" with BlazePose Full, --no-tta),
 - the previous default (engine "multi", MediaPipe's face-based detector, --no-tta).
 
@@ -51,7 +52,8 @@ def plain_loop(files: list[Path]) -> tuple[float, int]:
 
 
 SETTINGS = {
-    "default": ({}, True),
+    "default": ({}, False),
+    "tta": ({}, True),
     "fast": ({"model_complexity": 1}, False),
     "multi": ({"engine": "multi", "model_complexity": 1}, False),
 }
@@ -115,7 +117,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3, help="runs of each setting, alternated; medians")
-    ap.add_argument("--settings", default="default,fast,multi", help="which of " + ", ".join(SETTINGS))
+    ap.add_argument("--settings", default="default,tta,fast,multi", help="which of " + ", ".join(SETTINGS))
     a = ap.parse_args()
     fresh(first_run)
     files = photos(a.limit)
@@ -140,6 +142,7 @@ def main() -> None:
     med = statistics.median
     base = med(rates["plain"])
     label = {"plain": "plain mp.solutions.pose loop, 1 process", "default": "prefill (default: detector + Heavy + signals)",
+             "tta": "prefill --tta, the same + re-runs on Full",
              "fast": "prefill --no-tta, detector + Full", "multi": "prefill --no-tta, engine multi + Full"}
     print(f"{'':48s} images/s   people/s  people found  vs plain")
     for k in ["plain"] + names:

@@ -168,6 +168,13 @@ def test_tta_on_two_processes_stores_what_one_process_does(tmp_path, monkeypatch
             return dict(con.execute("SELECT key, value FROM kv WHERE key LIKE 'suspicion.signals:%'").fetchall())
         finally:
             con.close()
+    # pre-fill kept the free signals, without the re-runs; people with no record at all (imported,
+    # or made by an older version) are what `suspicion --tta` fills in
+    assert stored() and not any('"tta"' in v for v in stored().values())
+    con = sqlite3.connect(tmp_path / "p" / "project.db")
+    with con:
+        con.execute("DELETE FROM kv WHERE key LIKE 'suspicion.signals:%'")
+    con.close()
     assert stored() == {}
 
     def not_here(*a):

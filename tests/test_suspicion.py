@@ -459,29 +459,41 @@ def test_temporal_jump_in_a_real_video(tmp_path):
 
 
 def test_prefill_stores_tta_with_the_points_and_scores_the_queue(tmp_path, gt_dev):
-    """Pre-fill's workers compute the re-run signals; the queue is scored when pre-fill ends."""
+    """Pre-fill's workers keep the free review signals (the engine's two models, the heatmap) and,
+    with tta, the re-runs' too; the queue is scored by the shipped model's full part either way."""
     from annotator.prefill.run import estimator_settings, prefill
     files = [GT_DEV / "images" / im["file_name"] for im in gt_images(gt_dev, "coco_mini", n_people=1, limit=2)]
     proj, _ = Project.create(tmp_path / "p", files)
     with proj:
         assert estimator_settings(proj.settings)["tiles"] == proj.settings["prefill"]["tiles"]
-        s = prefill(proj, workers=1, progress=False)
+        s = prefill(proj, workers=1, progress=False, tta=True)
         assert s["done"] == 2 and s["people"] >= 1 and s["tta"]
         st = proj.store
         people = [p for iid in S._image_ids(st, None) for p in st.load_frame(iid).persons]
         assert len(people) == s["people"]
         for p in people:
             tta = S.load_tta(st, p.id, p.xy, p.verified)
-            assert tta is not None and np.isfinite(tta["heat"]).all()
+            assert tta is not None and np.isfinite(tta["heat"]).all() and np.isfinite(tta["tta"]).all()
             assert np.isfinite(p.suspicion).all() and (p.suspicion > 0).all()
         before = {(pid, i): v for _, pid, i, v in point_queue(st)}
         S.update_suspicion(proj)                  # stored scores are already what a recompute gives
         after = {(pid, i): v for _, pid, i, v in point_queue(st)}
         assert before.keys() == after.keys() and all(abs(before[k] - after[k]) < 1e-9 for k in before)
     proj2, _ = Project.create(tmp_path / "q", files)
+    model = S.default_model()
     with proj2:
-        s = prefill(proj2, workers=1, progress=False, tta=False)
+        s = prefill(proj2, workers=1, progress=False)             # the default: no re-runs
+        assert not s["tta"]
         st = proj2.store
-        people = [p for iid in S._image_ids(st, None) for p in st.load_frame(iid).persons]
-        assert people and all(S.load_tta(st, p.id, p.xy) is None for p in people)
-        assert all(np.isfinite(p.suspicion).all() for p in people)     # scored by the no-TTA calibration
+        cands = S.collect(proj2)
+        people = [c.person for cs in cands.values() for c in cs]
+        assert people
+        scored = S.featurize(cands, model)
+        for c, p in ((c, p) for name, cs in cands.items() for c, p in zip(cs, scored[name])):
+            tta = c.extras.tta
+            assert tta is not None and np.isnan(tta["tta"]).all()          # no re-runs: unknown, not zero
+            assert np.isfinite(tta["heat"]).all() and np.isfinite(tta["point_doubt"]).all()
+            assert np.isfinite(tta["engine_gap"]).all()
+            # the full part scores them (it needs only the free signals), not the cheap one
+            assert np.allclose(p.suspicion, S.combine(p.meta, model.full))
+            assert np.allclose(st.load_person(c.person.id).suspicion, p.suspicion, atol=1e-6)

@@ -39,7 +39,7 @@ def cmd_prefill(a) -> int:
         if not a.quiet:
             print(f"landmark model: {note}")
         s = prefill(proj, workers=a.workers, force=a.force, limit=a.limit, landmark_model=landmark_model,
-                    model_name=model_name, progress=not a.quiet, tta=False if a.no_tta else None,
+                    model_name=model_name, progress=not a.quiet, tta=False if a.no_tta else True if a.tta else None,
                     retry_failed=a.retry_failed)
         if not s["images"]:
             c = proj.store.counts()
@@ -177,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int)
     p.add_argument("--model", default="auto",
                    help="'auto' (the latest accepted distillation round, else MediaPipe), 'mediapipe', 'latest' or 'round-K'")
-    p.add_argument("--no-tta", action="store_true",
-                   help="skip the re-run suspicion signals (faster; the queue then uses the cheap signals)")
+    p.add_argument("--tta", action="store_true",
+                   help="also re-run every person on 8 other views for the review signals (slower; project.toml prefill.tta)")
+    p.add_argument("--no-tta", action="store_true", help="no re-runs, whatever project.toml says (the default)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_prefill)
 

@@ -39,7 +39,8 @@ DEFAULTS: dict = {
         "min_keypoint_conf": 0.45,   # drop people whose landmark heatmaps are not confident (blazepose.py)
         "tiles": 0.0,                # > 0: also detect on windows of this side (small people, slower); 0: whole image
         "nms_iou": 0.3,
-        "tta": True,                 # re-run suspicion signals during pre-fill (suspicion.py)
+        "tta": False,                # also re-run each person on 8 other views for the review signals
+                                     # (rerun.py; adds nothing to the queue next to the engine's own)
         "workers": 2,
     },
     "gui": {"point_size": 5.0, "show_angles": False, "prefetch": 3},

@@ -1110,14 +1110,16 @@ class AppState:
         return pid
 
     def _score(self, pid: int, pose=None, person: Person | None = None) -> None:
-        """Score a person just added, as pre-fill scores its people (re-run signals for a model's
-        person, then the project's suspicion model): without it its points have no suspicion and
-        a confident leg on the wrong object would never show up as suspect."""
+        """Score a person just added, as pre-fill scores its people (the engine's signals for a
+        model's person, the re-runs too with prefill.tta, then the project's suspicion model):
+        without it its points have no suspicion and a confident leg on the wrong object would
+        never show up as suspect."""
         from annotator.review import suspicion
         if pose is not None and self.decoded is not None:
             from annotator.prefill.rerun import tta_for_poses
             try:
-                feats = tta_for_poses(self.estimator(), self.decoded.rgb, [pose])
+                feats = tta_for_poses(self.estimator(), self.decoded.rgb, [pose],
+                                      views=bool(self.settings["prefill"].get("tta", False)))
                 suspicion.store_prefill_tta(self.store, [pid], [person], feats)
             except Exception as e:         # the re-runs are an extra signal: score without them
                 self.say(f"re-run signals failed ({e}); scored without them")

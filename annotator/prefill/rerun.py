@@ -144,14 +144,20 @@ def heat_stats(estimator, rgb: np.ndarray, roi: tuple, xy: np.ndarray, window: i
 
 def person_tta_features(estimator, rgb: np.ndarray, xy: np.ndarray, roi: tuple | None = None,
                         mirrored_rgb: np.ndarray | None = None, hm: np.ndarray | None = None,
-                        pose=None) -> dict[str, np.ndarray]:
+                        pose=None, views: bool = True) -> dict[str, np.ndarray]:
     """Everything the extra model runs say about one person: the transformed crops, the part crops
-    and the heatmap (hm: the crop of `roi`'s heatmap when already computed)."""
+    and the heatmap (hm: the crop of `roi`'s heatmap when already computed).
+
+    views=False: no landmark runs at all, only what is free: the engine's own signals (pose) and
+    the heatmap when `hm` is given. Pre-fill's default (prefill.tta off): on pose-gt-dev the eight
+    re-runs add nothing to the queue at 20% next to the engine's two-model signals (docs/review.md)."""
     xy = np.asarray(xy, np.float64)[:sk.N]
     roi = tuple(roi) if roi is not None else roi_from_points(xy)
-    variants = tta_predictions(estimator, rgb, roi, mirrored_rgb=mirrored_rgb)
-    variants.update(part_predictions(estimator, rgb, roi, xy))
-    hs = heat_stats(estimator, rgb, roi, xy, hm=hm)
+    variants = {}
+    if views:
+        variants = tta_predictions(estimator, rgb, roi, mirrored_rgb=mirrored_rgb)
+        variants.update(part_predictions(estimator, rgb, roi, xy))
+    hs = heat_stats(estimator, rgb, roi, xy, hm=hm) if views or hm is not None else None
     return tta_features(xy, variants, None if hs is None else hs[0], area=tta_area(xy, rgb.shape[1], rgb.shape[0]),
                         heat_spread_px=None if hs is None else hs[1],
                         engine_gap_px=getattr(pose, "engine_gap", None), engine_conf=getattr(pose, "engine_conf", None),
@@ -254,13 +260,14 @@ def compute_tta(project, image_ids: Iterable[int] | None = None, estimator=None,
     return {"images": len(ids), "people": done, "seconds": time.perf_counter() - t0}
 
 
-def tta_for_poses(estimator, rgb: np.ndarray, poses: list) -> list[dict[str, np.ndarray]]:
+def tta_for_poses(estimator, rgb: np.ndarray, poses: list, views: bool = True) -> list[dict[str, np.ndarray]]:
     """In a pre-fill worker, right after predict(): every found person's TTA features, on the
-    ROI the engine used (pose.roi), while the image is decoded anyway (8 landmark runs a person;
-    the heatmap of predict()'s own run on that ROI is reused when the estimator kept it)."""
-    mirrored = np.ascontiguousarray(rgb[:, ::-1])
+    ROI the engine used (pose.roi), while the image is decoded anyway (8 landmark runs a person
+    with views, none without; the heatmap of predict()'s own run on that ROI is reused when the
+    estimator kept it)."""
+    mirrored = np.ascontiguousarray(rgb[:, ::-1]) if views else None
     heat = getattr(estimator, "heatmap_of", lambda pose: None)
     runner = getattr(estimator, "rerun", estimator)     # a cheaper landmark model when the engine has one
-    return [person_tta_features(runner, rgb, pose.xy, getattr(pose, "roi", None), mirrored, heat(pose), pose)
+    return [person_tta_features(runner, rgb, pose.xy, getattr(pose, "roi", None), mirrored, heat(pose), pose, views)
             for pose in poses]
 

@@ -6,9 +6,10 @@ transaction per image, so a killed run loses at most the images in flight
 and a rerun resumes where it stopped. Video frames go to a worker in runs of
 consecutive frames so the tracker carries people from frame to frame.
 
-With `prefill.tta` (default on), the worker also runs the landmark model on
-transformed crops of every person it found (rerun.tta_for_poses) while the
-image is decoded anyway; the main process stores those features in the same
+The worker keeps every person's review signals that cost nothing (the engine's
+two-model disagreement, its point model, the landmark heatmap); with `prefill.tta`
+(default off) it also runs the landmark model on transformed crops of every person
+(rerun.tta_for_poses). The main process stores those features in the same
 transaction as the points. The new images' suspicion scores are computed in
 batches while the workers run (video frames at the end), so the review queue
 is ordered right away.
@@ -49,10 +50,11 @@ TRACK_BLOCK = 1000      # track ids of a tracked run of frames start at (first f
 
 
 def _tta(rgb, poses) -> list | None:
-    """The re-run suspicion signals for the poses just found (None when off or nobody found)."""
-    if not E._TTA or not poses:
+    """The review signals of the poses just found (None when nobody was found): the engine's own,
+    free, and with prefill.tta the re-runs on other views too."""
+    if not poses:
         return None
-    return rerun.tta_for_poses(E._EST, rgb, poses)
+    return rerun.tta_for_poses(E._EST, rgb, poses, views=E._TTA)
 
 
 @dataclass
@@ -150,11 +152,12 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
             tta: bool | None = None, retry_failed: bool = False) -> dict:
     """Pre-fill pending images, then score their suspicion; returns counts. Safe to interrupt and rerun.
 
-    tta: also compute the re-run suspicion signals (default: project.toml prefill.tta).
+    tta: also run the re-runs on other views for the review signals (default: project.toml
+    prefill.tta, off; the free signals are kept either way).
     """
     kwargs = estimator_settings(project.settings)
     if tta is None:
-        tta = bool(project.settings["prefill"].get("tta", True))
+        tta = bool(project.settings["prefill"].get("tta", False))
     workers = int(workers or project.settings["prefill"].get("workers", 2))
     from annotator.prefill.models import check_complexity
     check_complexity(kwargs["model_complexity"], legacy=kwargs.get("engine") == "legacy")  # before any worker starts

@@ -1,11 +1,14 @@
 """The suspicion model shipped with the package, used until a project calibrates its own.
 
 Fit on the calibration half of pose-gt-dev (see calibration.assign_splits),
-pre-filled with the default engine ("detector", BlazePose Heavy, re-runs on Full), over every point the
-review queue shows (labelled points and unlabelled joints shown or kept as hidden guesses: fit_model); the
-other half is the held-out report. Regenerate with:
+pre-filled with the default engine ("detector", BlazePose Heavy, no re-runs: prefill.tta off), over every
+point the review queue shows (labelled points and unlabelled joints shown or kept as hidden guesses:
+fit_model); the other half is the held-out report. Regenerate with:
     pose-annotator suspicion PROJECT --calibrate --gt GT.json --split cal --export-model model.json
     python -m annotator.review.default_model model.json
+The cheap part (people without the engine's signals) is the earlier fit's (near_other + bone): the
+cheap selection is unstable between refits on 34 images and can land on a person-level signal alone,
+which cannot flag a moved point (tests/test_suspicion.py).
 """
 import json
 
@@ -16,25 +19,21 @@ MODEL = json.loads(r'''
   "format": "pose-annotator-suspicion/1",
   "features": [
    "point_doubt",
-   "engine_gap",
-   "tta"
+   "engine_gap"
   ],
   "mean": [
    0.191181,
-   0.674633,
-   0.645311
+   0.674633
   ],
   "std": [
    0.178511,
-   0.607998,
-   0.512998
+   0.607998
   ],
   "coef": [
-   1.05123,
-   0.067395,
-   0.232389
+   1.069349,
+   0.259327
   ],
-  "intercept": -1.867652,
+  "intercept": -1.857997,
   "meta": {
    "trained_on": {
     "gt": "annotations.json",
@@ -80,8 +79,8 @@ MODEL = json.loads(r'''
     ]
    },
    "n_points": 1319,
-   "fitted_at": "2026-12-02 21:20:19",
-   "which": "with TTA"
+   "fitted_at": "2026-12-03 07:18:38",
+   "which": "with the engine's signals (pre-fill without re-runs)"
   }
  },
  "cheap": {

@@ -270,14 +270,15 @@ def tta_features(xy: np.ndarray, variants: dict[str, np.ndarray], heat: np.ndarr
 
     Returns per-point tta, tta_max, flip, swap, heat (1 - heatmap peak, NaN when
     unknown) and per-person person_tta, person_swap (repeated over the 33
-    points): the form stored per person.
+    points): the form stored per person. No variants (pre-fill without the re-runs): the re-run
+    signals are NaN (unknown, not "no disagreement") and only the free ones are filled.
     """
     area = torso_area(xy) if area is None else area
     units = {k: oks_units(np.linalg.norm(np.asarray(v) - xy, axis=1), area) for k, v in variants.items()}
-    stack = np.array(list(units.values())) if units else np.zeros((1, sk.N))
+    stack = np.array(list(units.values())) if units else np.full((1, sk.N), np.nan)
     out = {"tta": np.log1p(stack.mean(0)), "tta_max": np.log1p(stack.max(0))}
     flip = variants.get("flip")
-    swap = np.zeros(sk.N)
+    swap = np.zeros(sk.N) if units else np.full(sk.N, np.nan)
     if flip is not None:
         flip = np.asarray(flip)
         out["flip"] = np.log1p(units["flip"])
@@ -286,7 +287,7 @@ def tta_features(xy: np.ndarray, variants: dict[str, np.ndarray], heat: np.ndarr
             cross = np.linalg.norm(xy[l] - flip[r]) + np.linalg.norm(xy[r] - flip[l])
             swap[l] = swap[r] = (same - cross) / (same + cross + 1e-6)
     else:
-        out["flip"] = np.zeros(sk.N)
+        out["flip"] = np.zeros(sk.N) if units else np.full(sk.N, np.nan)
     out["swap"] = swap
     limbs = [l for l, _ in _LIMB_PAIRS]
     out["person_swap"] = np.full(sk.N, float(np.mean(swap[limbs])))
@@ -427,10 +428,11 @@ def load_tta(store, person_id: int, xy: np.ndarray, verified: np.ndarray | None 
     if base.shape != (sk.N, 2) or (todo.any() and np.abs(base[todo] - np.asarray(xy)[todo]).max() > 1.0):
         return None
     out = {}
+    views = "tta" in d            # False: pre-fill without the re-runs (prefill.tta off) kept the free signals
     for k in TTA_SIGNALS:
         v = d.get(k)
         if v is None:
-            if k in OPTIONAL_TTA:     # networks without heatmaps, engines without a per-box pose model
+            if k in OPTIONAL_TTA or not views:   # no heatmaps, no per-box pose model, no re-runs
                 out[k] = np.full(sk.N, np.nan)
                 continue
             return None
