@@ -41,7 +41,7 @@ def test_suspicion_then_evaluate_writes_every_figure(tiny):
     assert rc == 0, err
     # pre-fill already stored every person's re-run signals: --tta has nothing left to run
     assert "TTA: 0 people" in out, out
-    m = re.search(r"suspicion: (\d+) people .* \((\d+) with TTA signals\)", out)
+    m = re.search(r"suspicion: (\d+) people .* \((\d+) with engine or re-run signals\)", out)
     assert m and int(m[1]) >= 5 and m[1] == m[2], out
     rc, out, err = run("evaluate", d / "p", "--gt", d / "gt.json", "--json", d / "e.json")
     assert rc == 0, err

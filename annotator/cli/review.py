@@ -220,14 +220,15 @@ def cmd_suspicion(a) -> int:
             suspicion.save_model(st, model)
             print(f"calibrated on {rep['n_points']} points of {rep['n_images']} images from {where}, "
                   f"{rep['n_needs_fix']} needing a fix")
-            for which, cal in (("with TTA", model.full), ("without TTA", model.cheap)):
+            for which, cal in (("with the engine's or re-run signals", model.full),
+                               ("without them (cheap)", model.cheap)):
                 print(f"  {which}: " + ", ".join(f"{f} {c:+.2f}" for f, c in zip(cal.features, cal.coef)))
         if a.export_model:
             Path(a.export_model).write_text(json.dumps(suspicion.load_model(st).to_json(), indent=1))
             print(f"wrote {a.export_model}")
         s = suspicion.update_suspicion(proj)
         print(f"suspicion: {s['people']} people on {s['images']} images scored in {s['seconds']:.1f}s"
-              f" ({s['people_with_tta']} with TTA signals)")
+              f" ({s['people_with_tta']} with engine or re-run signals)")
     return 0
 
 
