@@ -10,7 +10,8 @@ project's engine fills it (`prefill.estimator.person_in_user_box`, the call the 
 engine's pose in the box, a template of hidden guesses when it sees nobody). This adds, for every
 missed GT person with >= 5 points, what the engine puts in that person's GT box to the pre-fill,
 re-evaluates with the same rules, and counts one more click per box: the same figure with the
-add-person step measured instead of assumed.
+add-person step measured instead of assumed. --visible-template: where the engine sees nobody, a
+visible template skeleton instead of hidden guesses (the app's behaviour before), to compare.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from annotator.core.media import load_image  # noqa: E402
 from annotator.core.project import Project  # noqa: E402
+from annotator.core.model import template_person  # noqa: E402
 from annotator.prefill.estimator import person_in_user_box  # noqa: E402
 from annotator.prefill.run import estimator_settings, make_estimator  # noqa: E402
 from annotator.review import metrics, suspicion  # noqa: E402
@@ -32,6 +34,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("project")
     ap.add_argument("gt", type=Path, help="COCO keypoints file; its images in images/ next to it")
+    ap.add_argument("--visible-template", action="store_true", help="templates drawn visible, not as guesses")
     a = ap.parse_args(argv)
     with Project.open(a.project) as proj:
         cands = suspicion.collect(proj)
@@ -52,6 +55,8 @@ def main(argv=None) -> None:
         rgb = load_image(a.gt.parent / "images" / im.file_name)
         for gp in missed:
             person, pose = person_in_user_box(est, rgb, gp.bbox)
+            if pose is None and a.visible_template:
+                person = template_person(gp.bbox)
             added[key].append(person)
             n_template += pose is None
             n_box += 1
@@ -69,6 +74,11 @@ def main(argv=None) -> None:
     print(f"clicks per person, a missed person boxed and filled by the engine:  {parts(after, n_box / n)}")
     print(f"  the boxed people: {n_box - n_template} filled by the engine, {n_template} templates; "
           f"person recall after {after['person_recall']:.3f}; {secs / max(n_box, 1) * 1000:.0f} ms a box")
+    # the missed people's own cost, boxed: the project's total change plus what they cost placed by hand
+    by_hand = before["clicks_missed_per_person"] * n
+    boxed = (after["clicks_per_person"] - before["clicks_per_person"]) * n + n_box + by_hand
+    print(f"  the {n_box} missed people: {by_hand:.0f} clicks placed point by point, {boxed:.0f} boxed "
+          f"(the box, the fixes, and any delete or unlabel the added people cause elsewhere)")
 
 
 if __name__ == "__main__":

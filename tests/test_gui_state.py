@@ -14,8 +14,8 @@ import pytest
 
 from annotator.core import skeleton as sk
 from annotator.core.errors import UserError
-from annotator.gui.state import (AppState, Prefetcher, ReviewQueue, Shortcuts, View, _Job, display_scale, hit_person, hit_point,
-                                 parse_combo, template_person, texture_level, texture_size, to_texture)
+from annotator.gui.state import (AppState, Prefetcher, ReviewQueue, Shortcuts, View, _Job, display_scale, hit_person,
+                                 hit_point, parse_combo, template_person, texture_level, texture_size, to_texture)
 from annotator.core.model import NOT_LABELLED, OCCLUDED, VISIBLE
 from annotator.core.project import Project
 from annotator.gui.propagate import plan, propagate

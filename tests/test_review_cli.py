@@ -39,7 +39,7 @@ def test_suspicion_then_evaluate_writes_every_figure(tiny):
     d, sub = tiny
     rc, out, err = run("suspicion", d / "p", "--tta", "--quiet")
     assert rc == 0, err
-    # pre-fill already stored every person's re-run signals: --tta has nothing left to run
+    # pre-fill already stored every person's review signals (the free ones): --tta has nothing left to run
     assert "TTA: 0 people" in out, out
     m = re.search(r"suspicion: (\d+) people .* \((\d+) with engine or re-run signals\)", out)
     assert m and int(m[1]) >= 5 and m[1] == m[2], out

@@ -177,9 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int)
     p.add_argument("--model", default="auto",
                    help="'auto' (the latest accepted distillation round, else MediaPipe), 'mediapipe', 'latest' or 'round-K'")
-    p.add_argument("--tta", action="store_true",
-                   help="also re-run every person on 8 other views for the review signals (slower; project.toml prefill.tta)")
-    p.add_argument("--no-tta", action="store_true", help="no re-runs, whatever project.toml says (the default)")
+    runs = p.add_mutually_exclusive_group()
+    runs.add_argument("--tta", action="store_true",
+                      help="also re-run every person on 8 other views for the review signals (slower; project.toml prefill.tta)")
+    runs.add_argument("--no-tta", action="store_true", help="no re-runs, whatever project.toml says (the default)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_prefill)
 

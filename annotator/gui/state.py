@@ -1119,7 +1119,7 @@ class AppState:
             from annotator.prefill.rerun import tta_for_poses
             try:
                 feats = tta_for_poses(self.estimator(), self.decoded.rgb, [pose],
-                                      views=bool(self.settings["prefill"].get("tta", False)))
+                                      views=bool(self.settings["prefill"]["tta"]))
                 suspicion.store_prefill_tta(self.store, [pid], [person], feats)
             except Exception as e:         # the re-runs are an extra signal: score without them
                 self.say(f"re-run signals failed ({e}); scored without them")

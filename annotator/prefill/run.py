@@ -157,7 +157,7 @@ def prefill(project: Project, workers: int | None = None, force: bool = False, l
     """
     kwargs = estimator_settings(project.settings)
     if tta is None:
-        tta = bool(project.settings["prefill"].get("tta", False))
+        tta = bool(project.settings["prefill"]["tta"])
     workers = int(workers or project.settings["prefill"].get("workers", 2))
     from annotator.prefill.models import check_complexity
     check_complexity(kwargs["model_complexity"], legacy=kwargs.get("engine") == "legacy")  # before any worker starts

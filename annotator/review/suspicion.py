@@ -79,11 +79,13 @@ SIGNALS: dict[str, str] = {
 }
 # One value per person (repeated over its points): these rank whole people.
 PERSON_SIGNALS = ("person_conf", "person_score", "person_swap", "person_tta", "small", "crowd")
-# Signals that need another model run (the rest is arithmetic on stored points).
-TTA_SIGNALS = ("tta", "tta_max", "flip", "swap", "person_swap", "person_tta", "heat", "heat_spread",
-               "engine_gap", "engine_conf", "point_doubt", "label_doubt")
-# TTA signals a model or engine may not have (NaN: no say either way)
+# Signals only the re-runs on other views make (NaN when pre-fill ran without them, prefill.tta off)
+RERUN_SIGNALS = ("tta", "tta_max", "flip", "swap", "person_swap", "person_tta")
+# Signals a model or engine may not have (NaN: no say either way): the heatmap, the engine's two models
 OPTIONAL_TTA = ("heat", "heat_spread", "engine_gap", "engine_conf", "point_doubt", "label_doubt")
+# Signals that need a model's output beyond the points (the rest is arithmetic on stored points),
+# stored per person with the points they were made for.
+TTA_SIGNALS = RERUN_SIGNALS + OPTIONAL_TTA
 # Signals without calibration data on photo sets: noisy-OR prior unless a calibration weighs them.
 PRIOR_SIGNALS = ("temporal", "prev_round")
 
@@ -275,10 +277,10 @@ def tta_features(xy: np.ndarray, variants: dict[str, np.ndarray], heat: np.ndarr
     """
     area = torso_area(xy) if area is None else area
     units = {k: oks_units(np.linalg.norm(np.asarray(v) - xy, axis=1), area) for k, v in variants.items()}
-    stack = np.array(list(units.values())) if units else np.full((1, sk.N), np.nan)
+    stack = np.array(list(units.values())) if units else np.zeros((1, sk.N))
     out = {"tta": np.log1p(stack.mean(0)), "tta_max": np.log1p(stack.max(0))}
     flip = variants.get("flip")
-    swap = np.zeros(sk.N) if units else np.full(sk.N, np.nan)
+    swap = np.zeros(sk.N)
     if flip is not None:
         flip = np.asarray(flip)
         out["flip"] = np.log1p(units["flip"])
@@ -287,11 +289,13 @@ def tta_features(xy: np.ndarray, variants: dict[str, np.ndarray], heat: np.ndarr
             cross = np.linalg.norm(xy[l] - flip[r]) + np.linalg.norm(xy[r] - flip[l])
             swap[l] = swap[r] = (same - cross) / (same + cross + 1e-6)
     else:
-        out["flip"] = np.zeros(sk.N) if units else np.full(sk.N, np.nan)
+        out["flip"] = np.zeros(sk.N)
     out["swap"] = swap
     limbs = [l for l, _ in _LIMB_PAIRS]
     out["person_swap"] = np.full(sk.N, float(np.mean(swap[limbs])))
     out["person_tta"] = np.full(sk.N, float(np.median(out["tta"])))
+    if not units:
+        out.update({k: np.full(sk.N, np.nan) for k in RERUN_SIGNALS})
     out["heat"] = np.full(sk.N, np.nan) if heat is None else 1.0 - np.asarray(heat, float)
     out["heat_spread"] = np.full(sk.N, np.nan) if heat_spread_px is None else \
         np.log1p(oks_units(np.asarray(heat_spread_px, float), area))
@@ -432,7 +436,7 @@ def load_tta(store, person_id: int, xy: np.ndarray, verified: np.ndarray | None 
     for k in TTA_SIGNALS:
         v = d.get(k)
         if v is None:
-            if k in OPTIONAL_TTA or not views:   # no heatmaps, no per-box pose model, no re-runs
+            if k in OPTIONAL_TTA or not views:   # no heatmaps, no per-box pose model, no re-runs (RERUN_SIGNALS)
                 out[k] = np.full(sk.N, np.nan)
                 continue
             return None
