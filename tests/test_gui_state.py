@@ -255,7 +255,7 @@ def test_a_box_where_the_model_sees_nobody_adds_hidden_guesses_that_a_drag_place
     row = proj.store.db.execute("SELECT id FROM images WHERE file_name LIKE '%astronaut%'").fetchone()
     state.show(row[0])
     n0 = len(proj.store.person_ids(row[0]))
-    state.box_mode = True
+    state.box_mode = "add"
     a, b = state.view.to_screen((436.0, 2.0)), state.view.to_screen((510.0, 150.0))
     state.press(*a)
     state.motion((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
@@ -275,6 +275,45 @@ def test_a_box_where_the_model_sees_nobody_adds_hidden_guesses_that_a_drag_place
     assert vis == VISIBLE and verified
     np.testing.assert_allclose((x, y), p.xy[nose] + np.array([10, 12]) / state.view.zoom, atol=1e-6)
     assert proj.store.load_person(pid).labelled.sum() == 1
+
+
+def test_x_box_deletes_the_people_inside_as_one_undoable_command(state, proj):
+    # the demo photo with the most people: a box drawn round one person deletes them, the others stay
+    counts = proj.store.db.execute(
+        "SELECT q.image_id, count(*) FROM persons q JOIN images i ON i.id=q.image_id"
+        " WHERE q.deleted=0 AND i.frame_index IS NULL GROUP BY 1 ORDER BY 2 DESC").fetchall()
+    image_id, n0 = counts[0]
+    assert n0 >= 2
+    state.show(image_id)
+    target = max(state.frame.persons, key=lambda p: p.bbox()[2] * p.bbox()[3])
+    x, y, w, h = target.bbox(pad=0.05)
+    n_actions = proj.store.db.execute("SELECT count(*) FROM actions").fetchone()[0]
+    assert state.on_key("x") == "delete_people_box" and state.box_mode == "delete"
+    a, b = state.view.to_screen((x, y)), state.view.to_screen((x + w, y + h))
+    state.press(*a)
+    state.motion((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+    state.release(*b)
+    left = proj.store.person_ids(image_id)
+    assert target.id not in left and len(left) >= 1 and state.box_mode is None
+    assert proj.store.db.execute("SELECT count(*) FROM actions").fetchone()[0] == n_actions + 1
+    state.undo()
+    assert sorted(proj.store.person_ids(image_id)) == sorted(p.id for p in state.frame.persons) \
+        and len(proj.store.person_ids(image_id)) == n0
+    # a person a human has verified stays: the box sweeps only what nobody checked
+    state.select(target.id)
+    state.verify_person()
+    state.verify_person()                   # the second Enter verifies when some points are suspect
+    assert proj.store.load_person(target.id).verified.all()
+    state.run("delete_people_box")
+    state.press(*a)
+    state.release(*b)
+    assert target.id in proj.store.person_ids(image_id) and "kept 1 verified" in state.status
+    # a box with nobody mostly inside deletes nothing and says so
+    state.run("delete_people_box")
+    c, d = state.view.to_screen((1.0, 1.0)), state.view.to_screen((12.0, 12.0))
+    state.press(*c)
+    state.release(*d)
+    assert len(proj.store.person_ids(image_id)) == n0 and "nothing deleted" in state.status
 
 
 def test_points_table_edit_and_settings(state, proj):

@@ -146,6 +146,23 @@ def test_partial_annotation_drops_only_people_inside_ignore_regions():
     assert r["n_pred_dropped_not_exhaustive"] == 0 and r["n_pred_unmatched_counted"] == 1
 
 
+def test_unlabelled_people_in_a_crowd_region_cost_one_delete_box():
+    # one labelled person plus a COCO crowd box to its right; the pre-fill finds the person and
+    # three people in the crowd and one far outside it
+    crowd = {"category_id": 1, "iscrowd": 1, "keypoints": [0] * 51, "num_keypoints": 0,
+             "bbox": [250.0, 40.0, 300.0, 230.0], "area": 69000.0}
+    gt = _coco([("a.jpg", [_ann(BASE17), crowd], {})])
+    in_crowd = [_person(BASE17 + (dx, 0.0), score=0.5) for dx in (160.0, 230.0, 300.0)]
+    outside = _person(BASE17 + (0.0, 230.0), score=0.5)       # below everyone: an ordinary false person
+    r = M.evaluate(gt, {"a.jpg": [_person(BASE17), *in_crowd, outside]})
+    assert r["n_pred_unmatched_counted"] == 4 and r["n_pred_in_crowd"] == 3 and r["n_crowd_boxes"] == 1
+    assert r["clicks_deletes_per_person"] == pytest.approx(2.0)     # one box + one delete, for 1 person
+    assert "3 unlabelled people in 1 GT crowd regions" in M.format_report(r)
+    # without the crowd box each of them is a delete
+    r = M.evaluate(_coco([("a.jpg", [_ann(BASE17)], {})]), {"a.jpg": [_person(BASE17), *in_crowd, outside]})
+    assert r["clicks_deletes_per_person"] == pytest.approx(4.0) and r["n_crowd_boxes"] == 0
+
+
 def test_queue_recall_on_a_constructed_ordering():
     scores = [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]
     fix = [1, 0, 1, 0, 0, 0, 0, 1, 0, 0]

@@ -21,6 +21,8 @@ from annotator.core.store import Store
 
 # kv key (+ image id) of the annotator's "nobody is missing here" check: {"by", "action"} or null.
 KV_PEOPLE_CONFIRMED = "review.people_confirmed:"
+# delete_people_in_box: a person is inside a box when more than this share of its points is
+DELETE_BOX_SHARE = 0.5
 
 
 def people_confirmed(store: Store, image_id: int) -> dict | None:
@@ -243,6 +245,26 @@ class Session:
         before = self._get(person_id)
         img = self.store.person_image(person_id)
         return self._commit("delete_person", [(person_id, img, before, None)], {"person": person_id})[0]
+
+    def delete_people_in_box(self, image_id: int, box_xywh, min_share: float = DELETE_BOX_SHARE) -> tuple[int | None, list[int]]:
+        """Delete every person nobody has verified a point of with more than `min_share` of its points
+        in the box, as ONE undoable command.
+
+        A crowd the dataset does not label person by person (COCO's iscrowd regions) holds 10-20
+        pre-filled people on some photos, among the people it does label: fix and verify those,
+        then one drag removes the rest instead of a delete each (SLEAP's "delete predictions"
+        keeps user instances the same way). A verified person is deleted on its own (Delete)."""
+        x, y, w, h = (float(v) for v in box_xywh)
+        if not (w > 0 and h > 0):
+            raise UserError(f"box {box_xywh}: width and height must be > 0")
+        frame = self.store.load_frame(image_id)
+        gone = [p for p in frame.persons if not p.verified.any() and p.share_in_box((x, y, w, h)) > min_share]
+        if not gone:
+            return None, []
+        changes = [(p.id, image_id, p, None) for p in gone]
+        aid = self._commit("delete_people_in_box", changes,
+                           {"image": image_id, "box": [x, y, w, h], "persons": [p.id for p in gone]})[0]
+        return aid, [p.id for p in gone]
 
     def replace_person(self, person_id: int, after: Person, command: str = "replace_person",
                        args: dict | None = None) -> int:

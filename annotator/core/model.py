@@ -126,6 +126,11 @@ class Person:
         w, h = x1 - x0, y1 - y0
         return (float(x0 - pad * w), float(y0 - pad * h), float(w * (1 + 2 * pad)), float(h * (1 + 2 * pad)))
 
+    def share_in_box(self, box_xywh, pad: float = 0.0) -> float:
+        """Share of the person's labelled points (its hidden guesses when none is labelled) inside a box."""
+        m = self.labelled if self.labelled.any() else self.hidden_guess
+        return share_inside(self.xy[m], box_xywh, pad) if m.any() else 0.0
+
     def flipped_lr(self) -> "Person":
         """Same person with left/right labels exchanged (positions stay, names swap)."""
         p = self.copy()
@@ -149,6 +154,15 @@ class Person:
         conf = [np.nan if c is None else c for c in d["conf"]]
         return cls(d["xy"], d["vis"], conf, d["verified"], d["source"],
                    score=d.get("score"), track_id=d.get("track_id"), id=id)
+
+
+def share_inside(xy: np.ndarray, box_xywh, pad: float = 0.0) -> float:
+    """Share of the points (N, 2) inside an (x, y, w, h) box grown by `pad` of its size on each side."""
+    if not len(xy):
+        return 0.0
+    x, y, w, h = (float(v) for v in box_xywh[:4])
+    return float(np.mean((xy[:, 0] >= x - pad * w) & (xy[:, 0] <= x + (1 + pad) * w)
+                         & (xy[:, 1] >= y - pad * h) & (xy[:, 1] <= y + (1 + pad) * h)))
 
 
 @dataclass

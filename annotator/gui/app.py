@@ -575,7 +575,8 @@ class App:
             return
         x, y, w, h = st.box
         dpg.configure_item(self.box_item, show=True, pmin=tuple(st.view.to_screen((x, y))),
-                           pmax=tuple(st.view.to_screen((x + w, y + h))))
+                           pmax=tuple(st.view.to_screen((x + w, y + h))),
+                           color=(255, 60, 60, 255) if st.box_mode == "delete" else (255, 255, 0, 255))
 
     def _update_table(self, values: bool = True) -> None:
         st = self.state

@@ -25,7 +25,7 @@ from annotator.core.errors import UserError
 from annotator.gui.conflicts import Conflict, ConflictTracker
 from annotator.core.model import NOT_LABELLED, OCCLUDED, VIS_NAMES, VISIBLE, Frame, Person
 from annotator.core.model import TEMPLATE_UV, template_person  # noqa: F401  (the app's templates)
-from annotator.core.commands import is_complete
+from annotator.core.commands import DELETE_BOX_SHARE, is_complete
 from annotator.review.queue import FILTERS, SUSPECT_THRESHOLD, QueueItem, image_queue, suspect_points
 
 # -- shortcuts -------------------------------------------------------------------------------
@@ -42,6 +42,7 @@ DEFAULT_SHORTCUTS: dict[str, str] = {
     "verify_image": "shift+enter",
     "confirm_people": "c",
     "add_person_box": "a",
+    "delete_people_box": "x",
     "add_template": "t",
     "delete_person": "delete",
     "undo": "ctrl+z",
@@ -72,6 +73,7 @@ SHORTCUT_HELP: dict[str, str] = {
     "verify_image": "verify every person on the image",
     "confirm_people": "nobody is missing here (an image is complete once this and its people are verified)",
     "add_person_box": "add a person: drag a box, the model fills it",
+    "delete_people_box": "delete the unverified people mostly inside a box you drag (a crowd nobody labels one by one)",
     "add_template": "add a template skeleton at the cursor",
     "delete_person": "delete the selected person",
     "undo": "undo", "redo": "redo",
@@ -590,7 +592,7 @@ class AppState:
         self.sel_person: int | None = None
         self.sel_point: int | None = None
         self.drag: Drag | None = None
-        self.box_mode = False
+        self.box_mode: str | None = None     # "add" (a person) / "delete" (the people inside), while a box is wanted
         self.box: tuple[float, float, float, float] | None = None   # image coords, while drawing
         self.preview: dict[int, np.ndarray] = {}                    # person id -> xy while dragging
         self.dirty: set = set()
@@ -935,10 +937,10 @@ class AppState:
             return aid
         if d.kind == "box":
             box, self.box = self.box, None
-            self.box_mode = False
+            mode, self.box_mode = self.box_mode, None
             self.mark("box")
             if box and box[2] > 4 and box[3] > 4:
-                return self.add_person_in_box(box)
+                return self.delete_people_in_box(box) if mode == "delete" else self.add_person_in_box(box)
         return None
 
     def wheel(self, sx: float, sy: float, steps: float) -> None:
@@ -1063,6 +1065,20 @@ class AppState:
         if p:
             self.session.delete_person(p.id)
             self.say(f"saved: deleted person {p.id}")
+
+    def delete_people_in_box(self, box) -> int | None:
+        """Everyone with most of their points inside an image-coords box, deleted as one command."""
+        inside = [p for p in self.frame.persons if p.share_in_box(box) > DELETE_BOX_SHARE]
+        aid, gone = self.session.delete_people_in_box(self.image_id, box)
+        kept = len(inside) - len(gone)
+        kept_msg = f"; kept {kept} verified (Delete removes one)" if kept else ""
+        if not gone:
+            self.say(f"nobody unverified has most of their points inside that box: nothing deleted{kept_msg}")
+            return None
+        if self.sel_person in gone:
+            self.select(None)
+        self.say(f"saved: deleted {len(gone)} people ({', '.join(map(str, gone))}){kept_msg}; undo brings them back")
+        return aid
 
     def add_template(self, sx: float | None = None, sy: float | None = None) -> int | None:
         if self.decoded is None:
@@ -1215,7 +1231,7 @@ class AppState:
             self.mark("help")
             return None
         if action == "cancel":
-            self.box_mode, self.box = False, None
+            self.box_mode, self.box = None, None
             self.select(self.sel_person, None)
             self.mark("box")
             return None
@@ -1233,7 +1249,8 @@ class AppState:
             "verify_person": self.verify_person,
             "verify_image": self.verify_image,
             "confirm_people": self.confirm_people,
-            "add_person_box": self._start_box,
+            "add_person_box": lambda: self._start_box("add"),
+            "delete_people_box": lambda: self._start_box("delete"),
             "add_template": lambda: self.add_template(*cursor) if cursor else self.add_template(),
             "delete_person": self.delete_person,
             "undo": self.undo,
@@ -1293,9 +1310,10 @@ class AppState:
         self.show(nxt)
         return True
 
-    def _start_box(self):
-        self.box_mode = True
-        self.say("drag a box around the person to add (Esc cancels)")
+    def _start_box(self, mode: str):
+        self.box_mode = mode
+        self.say("drag a box around the person to add (Esc cancels)" if mode == "add" else
+                 "drag a box: everyone mostly inside it is deleted (Esc cancels)")
 
     # -- derived display data -------------------------------------------------------------------------------------
     def angles(self) -> tuple[dict[str, float | None], list[str]]:

@@ -55,6 +55,7 @@ from annotator.prefill import point_model
 from annotator.core import skeleton as sk
 from annotator.core import settings
 from annotator.core.errors import UserError
+from annotator.core.model import share_inside
 
 # -- constants from the mediapipe 0.10.21 graphs -----------------------------------------
 DET_SIZE = 224                      # PoseDetectionCpu: ImageToTensor 224x224, keep_aspect_ratio, BORDER_ZERO
@@ -540,12 +541,6 @@ def roi_from_coco17(k17: np.ndarray, s17: np.ndarray, min_score: float = 0.2) ->
 MIN_SHARE_IN_USER_BOX = 0.5     # predict_in_box, engine "detector": a pose with fewer points in the box is nobody
 
 
-def _share_inside(xy: np.ndarray, x: float, y: float, w: float, h: float, pad: float = 0.1) -> float:
-    """Share of a pose's points inside a user's (x, y, w, h) box grown by `pad` of its size."""
-    return float(np.mean((xy[:, 0] >= x - pad * w) & (xy[:, 0] <= x + (1 + pad) * w)
-                         & (xy[:, 1] >= y - pad * h) & (xy[:, 1] <= y + (1 + pad) * h)))
-
-
 def box_roi(box) -> ROI:
     x0, y0, x1, y1 = (float(v) for v in box[:4])
     s = ROI_SCALE * max(x1 - x0, y1 - y0)
@@ -863,7 +858,7 @@ class PoseEstimator:
         if self.engine == "detector":           # the user's box is the detector's box, fully trusted
             p, _ = self.person_in_box(rgb, (x, y, x + w, y + h, 1.0))
             # ... but not a pose that drifted out of it (the ROI refinement walks to someone nearby)
-            return p if p is not None and _share_inside(p.xy, x, y, w, h) >= MIN_SHARE_IN_USER_BOX else None
+            return p if p is not None and share_inside(p.xy, (x, y, w, h), 0.1) >= MIN_SHARE_IN_USER_BOX else None
         m = 0.25 * max(w, h)
         x0, y0 = int(max(0, math.floor(x - m))), int(max(0, math.floor(y - m)))
         x1, y1 = int(min(W, math.ceil(x + w + m))), int(min(H, math.ceil(y + h + m)))
@@ -880,7 +875,7 @@ class PoseEstimator:
             p = self.predict_roi(rgb, roi, ds)
             q = self.predict_roi(rgb, p.next_roi(), ds)
             for cand in (p, q):
-                key = cand.pose_flag * _share_inside(cand.xy, x, y, w, h)
+                key = cand.pose_flag * share_inside(cand.xy, (x, y, w, h), 0.1)
                 if key > best_key:
                     best, best_key = cand, key
         if best is None or best.pose_flag < self.min_pose_presence:

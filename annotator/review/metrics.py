@@ -46,6 +46,7 @@ import numpy as np
 
 from annotator.core import skeleton as sk
 from annotator.core.errors import UserError
+from annotator.core.commands import DELETE_BOX_SHARE
 from annotator.core.media import export_name
 from annotator.core.model import OCCLUDED, VISIBLE, Person
 
@@ -100,6 +101,7 @@ class GtImage:
     source: str
     people: list[GtPerson] = field(default_factory=list)   # non-crowd, >= 1 labelled COCO-17 point
     coco_anns: list[dict] = field(default_factory=list)    # every annotation, COCO-17, for COCOeval
+    crowd_boxes: list[tuple[float, float, float, float]] = field(default_factory=list)   # iscrowd bboxes
 
     @property
     def has_person(self) -> bool:
@@ -226,6 +228,8 @@ def _parse_gt(gt: dict, name: str, assume_exhaustive: bool) -> GroundTruth:
                              "num_keypoints": int((k17[:, 2] > 0).sum()), "orig_id": aid})
         if not crowd and p.n_labelled17 > 0:
             im.people.append(p)
+        if crowd and bbox[2] > 0 and bbox[3] > 0:
+            im.crowd_boxes.append(bbox)
     return GroundTruth(name, k, list(images.values()))
 
 
@@ -396,14 +400,19 @@ def defined_points(gt: GroundTruth) -> dict[str, set[int]]:
     return out
 
 
-def clicks(people: Sequence[dict], rows: Sequence[dict], false_people: int) -> dict:
+def clicks(people: Sequence[dict], rows: Sequence[dict], false_people: int, in_crowd: int = 0,
+           crowd_boxes: int = 0) -> dict:
     """Human effort to turn the predictions into the ground truth, in clicks per GT person.
 
     Over the GT people with >= MIN_PEOPLE_POINTS labelled COCO-17 points: a missed person costs
     1 + one click per labelled point; a found person one drag per labelled point whose OKS term is
     under NEEDS_FIX_OKS (a point not shown counts: it has to be placed), plus one click per point
     shown where the human labelled nothing (`unlabel`, on points the source labels at all). Every
-    predicted person matched to nobody on an image whose people are all annotated costs one delete.
+    predicted person matched to nobody on an image whose people are all annotated costs one delete,
+    except those mostly inside a GT crowd box (COCO iscrowd: people nobody labels one by one): the
+    app's delete box (`x`, core `delete_people_in_box`) removes them with one drag a box
+    (`in_crowd` of the false people, in `crowd_boxes` boxes), and keeps the crowd's labelled
+    people, verified by then (verifying is not counted for anyone).
     """
     counted = {(p["image_id"], p["gt_ann_id"]): p for p in people if p["n_labelled"] >= MIN_PEOPLE_POINTS}
     n = len(counted)
@@ -412,7 +421,8 @@ def clicks(people: Sequence[dict], rows: Sequence[dict], false_people: int) -> d
     unlabel = sum(p["unlabel"] for p in counted.values() if p["matched"])
     if not n:
         return {"clicks_per_person": math.nan, "n_clicks_people": 0}
-    parts = {"missed": missed, "drags": drags, "unlabel": unlabel, "deletes": int(false_people)}
+    parts = {"missed": missed, "drags": drags, "unlabel": unlabel,
+             "deletes": int(false_people) - int(in_crowd) + int(crowd_boxes)}
     out = {f"clicks_{k}_per_person": v / n for k, v in parts.items()}
     out["clicks_per_person"] = sum(parts.values()) / n
     out["n_clicks_people"] = n
@@ -429,6 +439,8 @@ class _Analysis:
     n_pred: int
     n_dropped: int
     n_unmatched_counted: int
+    n_in_crowd: int                            # ... of them mostly inside a GT crowd box
+    n_crowd_boxes: int                         # crowd boxes holding any: one box-delete each
     messages: list[str]
     predictions: dict[str, list[Person]]
     unlabelled_rows: list[dict] = field(default_factory=list)   # unlabelled_rows(): the queue's other points
@@ -455,7 +467,7 @@ def _analyse(gt, predictions: dict[str, list[Person]], *, min_match_oks: float =
     rows: list[dict] = []
     people: list[dict] = []
     kept: dict[int, list[int]] = {}
-    n_pred = n_dropped = n_unmatched = 0
+    n_pred = n_dropped = n_unmatched = n_in_crowd = n_crowd_boxes = 0
     images = sorted(mapping.items(), key=lambda kv: kv[1].id)
     defined = defined_points(gt)
     extra: list[dict] = []
@@ -466,6 +478,7 @@ def _analyse(gt, predictions: dict[str, list[Person]], *, min_match_oks: float =
         match = match_people(oks, min_match_oks)
         matched_preds = set(match.values())
         keep = []
+        crowds_used = set()
         for j, p in enumerate(preds):
             if j in matched_preds:
                 keep.append(j)
@@ -474,6 +487,11 @@ def _analyse(gt, predictions: dict[str, list[Person]], *, min_match_oks: float =
             else:
                 keep.append(j)
                 n_unmatched += 1
+                c = next((c for c, b in enumerate(im.crowd_boxes) if p.share_in_box(b) > DELETE_BOX_SHARE), None)
+                if c is not None:
+                    n_in_crowd += 1
+                    crowds_used.add(c)
+        n_crowd_boxes += len(crowds_used)
         kept[im.id] = keep
         for g, gp in enumerate(im.people):
             j = match.get(g)
@@ -519,7 +537,8 @@ def _analyse(gt, predictions: dict[str, list[Person]], *, min_match_oks: float =
                 rows.append(row)
             if p is not None:
                 extra += _unlabelled_rows(im, key, j, gp, p, bps, defined, sus, sig, person_oks)
-    return _Analysis(gt, images, rows, people, kept, n_pred, n_dropped, n_unmatched, msgs, predictions, extra)
+    return _Analysis(gt, images, rows, people, kept, n_pred, n_dropped, n_unmatched, n_in_crowd, n_crowd_boxes,
+                     msgs, predictions, extra)
 
 
 def _unlabelled_rows(im, key, j, gp, p, bps, defined, sus, sig, person_oks) -> list[dict]:
@@ -810,7 +829,8 @@ def evaluate(gt: dict | str | Path, predictions: dict[str, list[Person]], *, que
     judged = [r for r in vk if r["matched"] and not r["missing"]]
     res["occlusion_accuracy"] = float(np.mean([(r["vis"] == OCCLUDED) == (r["gt_v"] == OCCLUDED)
                                                for r in judged])) if judged else math.nan
-    res.update(clicks(people, rows, an.n_unmatched_counted))
+    res.update(clicks(people, rows, an.n_unmatched_counted, an.n_in_crowd, an.n_crowd_boxes))
+    res["n_pred_in_crowd"], res["n_crowd_boxes"] = an.n_in_crowd, an.n_crowd_boxes
     res.update(queue_figures(rows, queue_key, fractions))
     res.update(_bootstrap(rows, queue_key, bootstrap, seed))
     # the same queue over every point it shows: the unlabelled joints' shown points and hidden guesses too
@@ -869,7 +889,9 @@ def format_report(result: dict) -> str:
         f"  human effort: {f('clicks_per_person', '{:.2f}')} clicks per person ({f('n_clicks_people')} people "
         f"with >= {MIN_PEOPLE_POINTS} points): missed {f('clicks_missed_per_person', '{:.2f}')}, drags "
         f"{f('clicks_drags_per_person', '{:.2f}')}, unlabel {f('clicks_unlabel_per_person', '{:.2f}')}, "
-        f"deletes {f('clicks_deletes_per_person', '{:.2f}')}",
+        f"deletes {f('clicks_deletes_per_person', '{:.2f}')}"
+        + (f" ({f('n_pred_in_crowd')} unlabelled people in {f('n_crowd_boxes')} GT crowd regions, one delete box"
+           " each)" if result.get("n_crowd_boxes") else ""),
         f"  occlusion (where GT v is known): PCK@0.1 visible {f('pck_0_1_visible')} "
         f"({f('n_points_visible')} pts), occluded {f('pck_0_1_occluded')} ({f('n_points_occluded')} pts), "
         f"visibility agreement {f('occlusion_accuracy')}",
