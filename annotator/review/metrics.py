@@ -425,6 +425,8 @@ def clicks(people: Sequence[dict], rows: Sequence[dict], false_people: int, in_c
              "deletes": int(false_people) - int(in_crowd) + int(crowd_boxes)}
     out = {f"clicks_{k}_per_person": v / n for k, v in parts.items()}
     out["clicks_per_person"] = sum(parts.values()) / n
+    # the figure with a delete for every person in a crowd too (no delete box)
+    out["clicks_per_person_no_delete_box"] = (sum(parts.values()) + int(in_crowd) - int(crowd_boxes)) / n
     out["n_clicks_people"] = n
     return out
 
@@ -891,7 +893,8 @@ def format_report(result: dict) -> str:
         f"{f('clicks_drags_per_person', '{:.2f}')}, unlabel {f('clicks_unlabel_per_person', '{:.2f}')}, "
         f"deletes {f('clicks_deletes_per_person', '{:.2f}')}"
         + (f" ({f('n_pred_in_crowd')} unlabelled people in {f('n_crowd_boxes')} GT crowd regions, one delete box"
-           " each)" if result.get("n_crowd_boxes") else ""),
+           f" each; {f('clicks_per_person_no_delete_box', '{:.2f}')} clicks with a delete for each)"
+           if result.get("n_crowd_boxes") else ""),
         f"  occlusion (where GT v is known): PCK@0.1 visible {f('pck_0_1_visible')} "
         f"({f('n_points_visible')} pts), occluded {f('pck_0_1_occluded')} ({f('n_points_occluded')} pts), "
         f"visibility agreement {f('occlusion_accuracy')}",
