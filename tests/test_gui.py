@@ -304,6 +304,26 @@ def test_shortcuts_visibility_swap_verify_undo_redo(app):
     assert not db_person(app, p.id)[2].all()
 
 
+def test_x_and_a_drag_delete_the_people_in_the_box_and_undo_restores_them(app):
+    import dearpygui.dearpygui as dpg
+    st = app.state
+    p = main_person(app)
+    n0 = len(st.store.person_ids(st.image_id))
+    x, y, w, h = p.bbox(pad=0.05)
+    (x0, y0), (x1, y1) = screen_of(app, (x, y)), screen_of(app, (x + w, y + h))
+    key(app, "x")
+    xdo(app, "mousemove", x0, y0, "sleep", 0.1, "mousedown", 1, "sleep", 0.15,
+        "mousemove", (x0 + x1) // 2, (y0 + y1) // 2, "sleep", 0.1, "mousemove", x1, y1, "sleep", 0.15)
+    cfg = dpg.get_item_configuration(app.box_item)
+    assert cfg["show"] and tuple(int(round(c * 255)) if c <= 1 else int(c) for c in cfg["color"][:3]) == (255, 60, 60)
+    xdo(app, "mouseup", 1, "sleep", 0.1)
+    left = st.store.person_ids(st.image_id)
+    assert p.id not in left and st.box_mode is None
+    assert "saved: deleted" in st.status
+    key(app, "ctrl+z")
+    assert len(st.store.person_ids(st.image_id)) == n0 and p.id in st.store.person_ids(st.image_id)
+
+
 def test_verify_image_and_next_in_queue(app):
     st = app.state
     st.queue.poll(wait=True)                     # the ranked page; start at its top, so there is a next image
