@@ -32,6 +32,8 @@ DEFAULTS: dict = {
                                      # not labelled; "threshold": MoveNet's point score < unseen_below
         "unseen_below": 0.2,
         "fuse_max_term": 0.5,        # a COCO joint takes MoveNet's position where BlazePose disagrees this much
+        "second_look": True,         # a box whose pose is a person already found: MoveNet and BlazePose again on
+                                     # the box's pixels alone (the crop's margin held that neighbour)
         # engine "multi" only (blazepose.TUNED; recall 0.31, 1 person on 63 no-person photos):
         "min_detection_confidence": 0.3,
         "min_pose_presence": 0.5,

@@ -541,6 +541,18 @@ def roi_from_coco17(k17: np.ndarray, s17: np.ndarray, min_score: float = 0.2) ->
 MIN_SHARE_IN_USER_BOX = 0.5     # predict_in_box, engine "detector": a pose with fewer points in the box is nobody
 
 
+def box_pixels_only(rgb: np.ndarray, box, margin: float = 0.0) -> np.ndarray:
+    """The image black outside an (x0, y0, x1, y1) box grown by `margin` of its size."""
+    x0, y0, x1, y1 = (float(v) for v in box[:4])
+    mx, my = margin * (x1 - x0), margin * (y1 - y0)
+    h, w = rgb.shape[:2]
+    a, b = int(max(0, math.floor(x0 - mx))), int(max(0, math.floor(y0 - my)))
+    c, d = int(min(w, math.ceil(x1 + mx))), int(min(h, math.ceil(y1 + my)))
+    out = np.zeros_like(rgb)
+    out[b:d, a:c] = rgb[b:d, a:c]
+    return out
+
+
 def box_roi(box) -> ROI:
     x0, y0, x1, y1 = (float(v) for v in box[:4])
     s = ROI_SCALE * max(x1 - x0, y1 - y0)
@@ -597,7 +609,7 @@ class PoseEstimator:
                  tiles: float = 0.0, min_keypoint_conf: float = 0.45, num_threads: int = 1,
                  box_min_score: float = 0.2, min_person_score: float = 0.06, unseen_below: float = 0.2,
                  fuse_max_term: float = 0.5, rerun_complexity: int | None = None, hide_points: str = "model",
-                 pose_flag_weight: float = 0.7):
+                 pose_flag_weight: float = 0.7, second_look: bool = True):
         if engine not in ENGINES:
             raise UserError(f"engine={engine!r}: must be one of {', '.join(ENGINES)}")
         for name, v in (("box_min_score", box_min_score), ("min_person_score", min_person_score),
@@ -630,6 +642,7 @@ class PoseEstimator:
         if hide_points not in HIDE_RULES:
             raise UserError(f"hide_points={hide_points!r}: must be one of {', '.join(HIDE_RULES)}")
         self.hide_points, self.pose_flag_weight = hide_points, float(pose_flag_weight)
+        self.second_look = bool(second_look)
         self.rerun_complexity = None if rerun_complexity is None else int(rerun_complexity)
         if self.rerun_complexity is not None:
             mp_models.check_complexity(self.rerun_complexity)
@@ -645,7 +658,7 @@ class PoseEstimator:
             self.settings.update(box_min_score=self.box_min_score, min_person_score=self.min_person_score,
                                  unseen_below=self.unseen_below, fuse_max_term=self.fuse_max_term,
                                  hide_points=self.hide_points, pose_flag_weight=self.pose_flag_weight,
-                                 rerun_complexity=self.rerun_complexity)
+                                 rerun_complexity=self.rerun_complexity, second_look=self.second_look)
             mp_models.require("nanodet")
             mp_models.require("movenet_thunder")
         self._det = _Model(mp_models.detector_path(), self.num_threads) if engine == "multi" else None
@@ -740,9 +753,17 @@ class PoseEstimator:
         self.candidates = [tuple(b[:5]) for b in found if b[4] < self.box_min_score]
         for b in [b for b in found if b[4] >= self.box_min_score][: max(2 * self.max_people, MAX_BOXES)]:
             kp = self.box_keypoints(rgb, b)
-            if any(coco17_similarity(kp[0], b, q.box_k17, q.box) >= SAME_BOX_OKS for q in people):
+            dup = any(coco17_similarity(kp[0], b, q.box_k17, q.box) >= SAME_BOX_OKS for q in people)
+            img = rgb
+            if dup and self.second_look:
+                # a box of its own whose pose is a person already found: the crop's margin held that
+                # neighbour and MoveNet walked to them. A second look at the box's pixels alone.
+                img = box_pixels_only(rgb, b)
+                kp = self.box_keypoints(img, b)
+                dup = any(coco17_similarity(kp[0], b, q.box_k17, q.box) >= SAME_BOX_OKS for q in people)
+            if dup:
                 continue                    # the same person boxed twice: no BlazePose runs for it
-            p, hm = self.person_in_box(rgb, b, kp)
+            p, hm = self.person_in_box(img, b, kp)
             if p is not None:
                 people.append(p)
                 heat[id(p)] = (p, hm)

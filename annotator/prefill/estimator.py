@@ -69,6 +69,8 @@ def estimator_settings(settings: dict) -> dict:
             out["hide_points"] = str(s["hide_points"])
         if "rerun_complexity" in s:
             out["rerun_complexity"] = int(s["rerun_complexity"])
+        if "second_look" in s:
+            out["second_look"] = bool(s["second_look"])
     return out
 
 
