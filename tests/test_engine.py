@@ -113,12 +113,17 @@ def test_a_user_box_around_one_person_gives_that_person(engine):
     blank = np.zeros_like(rgb)
     assert engine.predict_in_box(blank, (x0, y0, x1 - x0, y1 - y0)) is None
     # a box drawn half over them, beside their head (for someone else): the box-pose walks back to the
-    # person already found, most of whose points lie outside the box; the user's box holds nobody
+    # person already found, most of whose points lie outside the box. Without the second look the
+    # user's box holds nobody; with it, the pose on the box's own pixels lies inside the box
     beside = (274, 64, 118, 220)
     drifted, _ = engine.person_in_box(rgb, (274, 64, 392, 284, 1.0))
     assert drifted is not None and bp.pose_similarity(drifted, p) > 0.8
     assert share_inside(drifted.xy, beside, 0.1) < bp.MIN_SHARE_IN_USER_BOX
-    assert engine.predict_in_box(rgb, beside) is None
+    one_look = bp.PoseEstimator("detector", model_complexity=2, second_look=False)
+    assert one_look.predict_in_box(rgb, beside) is None
+    inside = engine.predict_in_box(rgb, beside)
+    assert inside is not None and share_inside(inside.xy, beside, 0.1) > 0.9
+    assert bp.pose_similarity(inside, drifted) < 0.8
 
 
 def test_video_frames_keep_their_track_ids(engine):

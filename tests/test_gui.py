@@ -304,14 +304,14 @@ def test_shortcuts_visibility_swap_verify_undo_redo(app):
     assert not db_person(app, p.id)[2].all()
 
 
-def test_x_and_a_drag_delete_the_people_in_the_box_and_undo_restores_them(app):
+def test_shift_delete_and_a_drag_delete_the_people_in_the_box_and_undo_restores_them(app):
     import dearpygui.dearpygui as dpg
     st = app.state
     p = main_person(app)
     n0 = len(st.store.person_ids(st.image_id))
     x, y, w, h = p.bbox(pad=0.05)
     (x0, y0), (x1, y1) = screen_of(app, (x, y)), screen_of(app, (x + w, y + h))
-    key(app, "x")
+    key(app, "shift+Delete")
     xdo(app, "mousemove", x0, y0, "sleep", 0.1, "mousedown", 1, "sleep", 0.15,
         "mousemove", (x0 + x1) // 2, (y0 + y1) // 2, "sleep", 0.1, "mousemove", x1, y1, "sleep", 0.15)
     cfg = dpg.get_item_configuration(app.box_item)

@@ -288,7 +288,7 @@ def test_x_box_deletes_the_people_inside_as_one_undoable_command(state, proj):
     target = max(state.frame.persons, key=lambda p: p.bbox()[2] * p.bbox()[3])
     x, y, w, h = target.bbox(pad=0.05)
     n_actions = proj.store.db.execute("SELECT count(*) FROM actions").fetchone()[0]
-    assert state.on_key("x") == "delete_people_box" and state.box_mode == "delete"
+    assert state.on_key("delete", {"shift"}) == "delete_people_box" and state.box_mode == "delete"
     a, b = state.view.to_screen((x, y)), state.view.to_screen((x + w, y + h))
     state.press(*a)
     state.motion((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)

@@ -42,7 +42,7 @@ DEFAULT_SHORTCUTS: dict[str, str] = {
     "verify_image": "shift+enter",
     "confirm_people": "c",
     "add_person_box": "a",
-    "delete_people_box": "x",
+    "delete_people_box": "shift+delete",
     "add_template": "t",
     "delete_person": "delete",
     "undo": "ctrl+z",

@@ -877,8 +877,12 @@ class PoseEstimator:
         if not (w > 1 and h > 1) or x >= W or y >= H or x + w <= 0 or y + h <= 0:
             raise ValueError(f"box {box_xywh!r} is empty or outside the {W}x{H} image")
         if self.engine == "detector":           # the user's box is the detector's box, fully trusted
-            p, _ = self.person_in_box(rgb, (x, y, x + w, y + h, 1.0))
-            # ... but not a pose that drifted out of it (the ROI refinement walks to someone nearby)
+            b = (x, y, x + w, y + h, 1.0)
+            p, _ = self.person_in_box(rgb, b)
+            # ... but not a pose that drifted out of it (the ROI refinement walks to someone nearby):
+            # then, with second_look, once more on the box's pixels alone
+            if (p is None or share_inside(p.xy, (x, y, w, h), 0.1) < MIN_SHARE_IN_USER_BOX) and self.second_look:
+                p, _ = self.person_in_box(box_pixels_only(rgb, b), b)
             return p if p is not None and share_inside(p.xy, (x, y, w, h), 0.1) >= MIN_SHARE_IN_USER_BOX else None
         m = 0.25 * max(w, h)
         x0, y0 = int(max(0, math.floor(x - m))), int(max(0, math.floor(y - m)))

@@ -410,7 +410,7 @@ def clicks(people: Sequence[dict], rows: Sequence[dict], false_people: int, in_c
     shown where the human labelled nothing (`unlabel`, on points the source labels at all). Every
     predicted person matched to nobody on an image whose people are all annotated costs one delete,
     except those mostly inside a GT crowd box (COCO iscrowd: people nobody labels one by one): the
-    app's delete box (`x`, core `delete_people_in_box`) removes them with one drag a box
+    app's delete box (Shift+Delete, core `delete_people_in_box`) removes them with one drag a box
     (`in_crowd` of the false people, in `crowd_boxes` boxes), and keeps the crowd's labelled
     people, verified by then (verifying is not counted for anyone).
     """
