@@ -202,9 +202,9 @@ def template_person(box_xywh, guesses: bool = False) -> Person:
 
     guesses: every point a hidden guess (not labelled, confidence 0) instead of a visible point, for
     a person the model could not fill: a partly seen person has joints a visible template invents,
-    each one more click to remove. On the 22 people of pose-gt-dev the pre-fill misses, boxed and
-    filled by the engine (2 it sees nobody in): 170 clicks to the ground truth with guesses, 178
-    with visible templates, 205 placing every point by hand (bench/add_person.py)."""
+    each one more click to remove. On the 21 people of pose-gt-dev the pre-fill misses, boxed and
+    filled by the engine (2 it sees nobody in): 159 clicks to the ground truth with guesses, 167
+    with visible templates, 192 placing every point by hand (bench/add_person.py)."""
     x, y, w, h = (float(v) for v in box_xywh)
     xy = np.column_stack([x + TEMPLATE_UV[:, 0] * w, y + TEMPLATE_UV[:, 1] * h])
     if guesses:

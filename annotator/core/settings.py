@@ -33,7 +33,7 @@ DEFAULTS: dict = {
         "unseen_below": 0.2,
         "fuse_max_term": 0.5,        # a COCO joint takes MoveNet's position where BlazePose disagrees this much
         "second_look": True,         # a box whose pose is a person already found: MoveNet and BlazePose again on
-                                     # the box's pixels alone (the crop's margin held that neighbour)
+                                     # the box's pixels alone (the person behind another; blazepose._box_person)
         # engine "multi" only (blazepose.TUNED; recall 0.31, 1 person on 63 no-person photos):
         "min_detection_confidence": 0.3,
         "min_pose_presence": 0.5,
