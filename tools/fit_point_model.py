@@ -11,8 +11,8 @@ standardised by that half's mean/std: P(labelled) on every row, P(right | labell
 labelled rows.
 
 Prints MODEL as JSON (paste it into point_model.py), then, on 'cal' and 'held', the three kinds of
-click -- shown but unlabelled, hidden but labelled, shown and wrong -- for the model rule
-(point_model.show) against the threshold rule (MoveNet's score < 0.2 hidden); under both, points
+click -- shown but unlabelled, hidden but labelled, shown and wrong -- for the new fit against the
+shipped MODEL and the threshold rule (MoveNet's score < 0.2 hidden); under both, points
 off the image are hidden, as to_person does.
 
 Run from the repo root (a minute or two of model inference):
@@ -103,7 +103,8 @@ def main(argv=None) -> None:
     print(f"# cal: {len({f for f, c in zip(fns, cal) if c})} images, {int(cal.sum())} points; "
           f"held: {len({f for f, c in zip(fns, cal) if not c})} images, {int((~cal).sum())} points")
     print(json.dumps(model))
-    rules = {"model": point_model.show(F, model) & inside, f"threshold {THRESHOLD}": (s >= THRESHOLD) & inside}
+    rules = {"model": point_model.show(F, model) & inside, "shipped": point_model.show(F) & inside,
+             f"threshold {THRESHOLD}": (s >= THRESHOLD) & inside}
     print("# split  rule           unlabel  hidden-labelled  shown-wrong  total")
     for name, m in (("cal", cal), ("held", ~cal)):
         for rule, show in rules.items():

@@ -246,9 +246,10 @@ class Session:
         img = self.store.person_image(person_id)
         return self._commit("delete_person", [(person_id, img, before, None)], {"person": person_id})[0]
 
-    def delete_people_in_box(self, image_id: int, box_xywh, min_share: float = DELETE_BOX_SHARE) -> tuple[int | None, list[int]]:
+    def delete_people_in_box(self, image_id: int, box_xywh,
+                             min_share: float = DELETE_BOX_SHARE) -> tuple[int | None, list[int], list[int]]:
         """Delete every person nobody has verified a point of with more than `min_share` of its points
-        in the box, as ONE undoable command.
+        in the box, as ONE undoable command: (action id or None, ids deleted, verified ids kept).
 
         A crowd the dataset does not label person by person (COCO's iscrowd regions) holds 10-20
         pre-filled people on some photos, among the people it does label: fix and verify those,
@@ -257,14 +258,15 @@ class Session:
         x, y, w, h = (float(v) for v in box_xywh)
         if not (w > 0 and h > 0):
             raise UserError(f"box {box_xywh}: width and height must be > 0")
-        frame = self.store.load_frame(image_id)
-        gone = [p for p in frame.persons if not p.verified.any() and p.share_in_box((x, y, w, h)) > min_share]
+        inside = [p for p in self.store.load_frame(image_id).persons if p.share_in_box((x, y, w, h)) > min_share]
+        gone = [p for p in inside if not p.verified.any()]
+        kept = [p.id for p in inside if p.verified.any()]
         if not gone:
-            return None, []
+            return None, [], kept
         changes = [(p.id, image_id, p, None) for p in gone]
         aid = self._commit("delete_people_in_box", changes,
                            {"image": image_id, "box": [x, y, w, h], "persons": [p.id for p in gone]})[0]
-        return aid, [p.id for p in gone]
+        return aid, [p.id for p in gone], kept
 
     def replace_person(self, person_id: int, after: Person, command: str = "replace_person",
                        args: dict | None = None) -> int:

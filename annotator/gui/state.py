@@ -25,7 +25,7 @@ from annotator.core.errors import UserError
 from annotator.gui.conflicts import Conflict, ConflictTracker
 from annotator.core.model import NOT_LABELLED, OCCLUDED, VIS_NAMES, VISIBLE, Frame, Person
 from annotator.core.model import TEMPLATE_UV, template_person  # noqa: F401  (the app's templates)
-from annotator.core.commands import DELETE_BOX_SHARE, is_complete
+from annotator.core.commands import is_complete
 from annotator.review.queue import FILTERS, SUSPECT_THRESHOLD, QueueItem, image_queue, suspect_points
 
 # -- shortcuts -------------------------------------------------------------------------------
@@ -1067,11 +1067,9 @@ class AppState:
             self.say(f"saved: deleted person {p.id}")
 
     def delete_people_in_box(self, box) -> int | None:
-        """Everyone with most of their points inside an image-coords box, deleted as one command."""
-        inside = [p for p in self.frame.persons if p.share_in_box(box) > DELETE_BOX_SHARE]
-        aid, gone = self.session.delete_people_in_box(self.image_id, box)
-        kept = len(inside) - len(gone)
-        kept_msg = f"; kept {kept} verified (Delete removes one)" if kept else ""
+        """Every unverified person with most of their points inside an image-coords box, deleted as one command."""
+        aid, gone, kept = self.session.delete_people_in_box(self.image_id, box)
+        kept_msg = f"; kept {len(kept)} verified (Delete removes one)" if kept else ""
         if not gone:
             self.say(f"nobody unverified has most of their points inside that box: nothing deleted{kept_msg}")
             return None
@@ -1313,7 +1311,7 @@ class AppState:
     def _start_box(self, mode: str):
         self.box_mode = mode
         self.say("drag a box around the person to add (Esc cancels)" if mode == "add" else
-                 "drag a box: everyone mostly inside it is deleted (Esc cancels)")
+                 "drag a box: every unverified person mostly inside it is deleted (Esc cancels)")
 
     # -- derived display data -------------------------------------------------------------------------------------
     def angles(self) -> tuple[dict[str, float | None], list[str]]:
