@@ -67,6 +67,16 @@ def person_annotation(p: Person, kind: str, verified_only: bool = False) -> dict
     return ann
 
 
+def crowd_annotation(box, kind: str) -> dict:
+    """A crowd region as COCO writes one: iscrowd 1, no keypoints, the box as its polygon. COCOeval
+    then ignores predictions there instead of counting them as false people."""
+    x, y, w, h = (round(float(v), 2) for v in box)
+    k = 33 if kind == "33" else 17
+    return {"category_id": 1, "iscrowd": 1, "keypoints": [0] * (3 * k), "num_keypoints": 0,
+            "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]], "bbox": [x, y, w, h],
+            "area": round(w * h, 2)}
+
+
 def to_coco(frames: Iterable[Frame], kind: str = "33", verified_only: bool = False,
             image_root: str | None = None) -> dict:
     """Build a COCO dict. kind: "33" (BlazePose) or "17" (COCO-17)."""
@@ -80,7 +90,7 @@ def to_coco(frames: Iterable[Frame], kind: str = "33", verified_only: bool = Fal
         img_id = len(images) + 1
         images.append({"id": img_id, "file_name": export_name(f.file_name), "width": f.width, "height": f.height,
                        "bp_file_name": f.file_name})
-        for a in people:
+        for a in people + [crowd_annotation(r, kind) for r in f.crowd_regions]:
             a["id"] = len(anns) + 1
             a["image_id"] = img_id
             anns.append(a)
@@ -269,6 +279,17 @@ def read_coco(path: Path) -> tuple[str, list[Frame]]:
         where = f"annotation {aid!r:.40}"
         cid = _id(a.get("category_id"))
         if cid not in person_cats:
+            continue
+        if a.get("iscrowd"):                # a crowd region: people there are not labelled one by one
+            img = _id(a.get("image_id"))
+            if img not in frames:
+                raise UserError(f"{path}: {where} refers to unknown image_id {a.get('image_id')!r:.40}")
+            box = a.get("bbox")
+            if not (isinstance(box, list) and len(box) == 4 and all(_number(v) is not None for v in box)
+                    and _number(box[2]) > 0 and _number(box[3]) > 0):
+                raise UserError(f"{path}: {where}: a crowd region (iscrowd) needs a bbox [x, y, w, h] with w, h > 0,"
+                                f" not {box!r:.60}")
+            frames[img].crowd_regions.append([round(_number(v), 2) for v in box])
             continue
         kp = a.get("keypoints")
         if not isinstance(kp, list) or len(kp) != 3 * k:

@@ -151,3 +151,47 @@ def test_bad_coco_files(tmp_path, gt_project):
     with pytest.raises(UserError, match="none of its 8 images is in the project"):
         import_frames(proj, frames, "verified", source="unknown.json")
     assert proj.store.counts() == before
+
+
+def test_crowd_regions_import_export_and_cocoeval_ignores_people_there(tmp_path, gt_dev):
+    # a real COCO photo with an iscrowd region (the crowd behind the labelled people)
+    name = "coco_mini/000000174375.jpg"
+    (im,) = [im for im in gt_dev["images"] if im["file_name"] == name]
+    anns = [a for a in gt_dev["annotations"] if a["image_id"] == im["id"]]
+    crowd = [a for a in anns if a["iscrowd"]]
+    assert len(crowd) == 1
+    gt_file = tmp_path / "gt.json"
+    gt_file.write_text(json.dumps({"images": [im], "annotations": anns, "categories": gt_dev["categories"]}))
+    with Project.create(tmp_path / "p", [GT_DEV / "images" / name])[0] as proj:
+        s = import_frames(proj, read_coco(gt_file)[1], "verified")
+        assert s["crowd_regions_added"] == 1
+        (row,) = proj.store.images()
+        assert proj.store.crowd_regions(row.id) == [[round(v, 2) for v in crowd[0]["bbox"]]]
+        assert import_frames(proj, read_coco(gt_file)[1], "verified")["crowd_regions_added"] == 0   # once
+        data = to_coco(proj.store.iter_frames(), "17")
+    out = [a for a in data["annotations"] if a["iscrowd"]]
+    assert len(out) == 1 and out[0]["num_keypoints"] == 0 and out[0]["bbox"] == [round(v, 2) for v in crowd[0]["bbox"]]
+    path = tmp_path / "x.json"
+    write_json(data, path)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(path))
+        people = [dict(a, score=0.5) for a in data["annotations"] if not a["iscrowd"]]   # the fake ranks first
+        x, y, w, h = out[0]["bbox"]
+        kp = np.zeros((17, 3))
+        kp[:, 0] = np.linspace(x + 0.4 * w, x + 0.45 * w, 17)
+        kp[:, 1] = np.linspace(y + 0.2 * h, y + 0.8 * h, 17)
+        kp[:, 2] = 2
+        fake = {"image_id": people[0]["image_id"], "category_id": 1, "keypoints": kp.ravel().tolist(), "score": 1.0,
+                "bbox": [float(kp[:, 0].min()), float(kp[:, 1].min()), float(np.ptp(kp[:, 0])), float(np.ptp(kp[:, 1]))]}
+
+        def ap(dets):
+            ev = COCOeval(gt, gt.loadRes(dets), "keypoints")
+            ev.evaluate(); ev.accumulate(); ev.summarize()
+            return ev.stats[0]
+        # a person predicted inside the crowd region is ignored; without the region it is a false person
+        assert ap(people + [fake]) == pytest.approx(1.0)
+    no_crowd = dict(data, annotations=[a for a in data["annotations"] if not a["iscrowd"]])
+    write_json(no_crowd, path)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(path))
+        assert ap(people + [fake]) < 0.9

@@ -319,9 +319,12 @@ def test_shift_delete_and_a_drag_delete_the_people_in_the_box_and_undo_restores_
     xdo(app, "mouseup", 1, "sleep", 0.1)
     left = st.store.person_ids(st.image_id)
     assert p.id not in left and st.box_mode is None
-    assert "saved: deleted" in st.status
+    assert "crowd region marked" in st.status and "deleted" in st.status
+    assert len(st.store.crowd_regions(st.image_id)) == 1
+    assert len(dpg.get_item_children(app.crowd_node, 2)) == 2        # the region's frame and its label
     key(app, "ctrl+z")
     assert len(st.store.person_ids(st.image_id)) == n0 and p.id in st.store.person_ids(st.image_id)
+    assert st.store.crowd_regions(st.image_id) == [] and not dpg.get_item_children(app.crowd_node, 2)
 
 
 def test_verify_image_and_next_in_queue(app):

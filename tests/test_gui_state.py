@@ -277,8 +277,9 @@ def test_a_box_where_the_model_sees_nobody_adds_hidden_guesses_that_a_drag_place
     assert proj.store.load_person(pid).labelled.sum() == 1
 
 
-def test_x_box_deletes_the_people_inside_as_one_undoable_command(state, proj):
-    # the demo photo with the most people: a box drawn round one person deletes them, the others stay
+def test_crowd_box_deletes_the_people_inside_and_keeps_the_region_as_one_undoable_command(state, proj):
+    # the demo photo with the most people: a box drawn round one person deletes them, the others stay,
+    # and the box is the image's crowd region
     counts = proj.store.db.execute(
         "SELECT q.image_id, count(*) FROM persons q JOIN images i ON i.id=q.image_id"
         " WHERE q.deleted=0 AND i.frame_index IS NULL GROUP BY 1 ORDER BY 2 DESC").fetchall()
@@ -296,9 +297,16 @@ def test_x_box_deletes_the_people_inside_as_one_undoable_command(state, proj):
     left = proj.store.person_ids(image_id)
     assert target.id not in left and len(left) >= 1 and state.box_mode is None
     assert proj.store.db.execute("SELECT count(*) FROM actions").fetchone()[0] == n_actions + 1
+    (region,) = proj.store.crowd_regions(image_id)
+    np.testing.assert_allclose(region, (x, y, w, h), atol=0.02)
+    assert state.frame.crowd_regions == [region]
     state.undo()
     assert sorted(proj.store.person_ids(image_id)) == sorted(p.id for p in state.frame.persons) \
         and len(proj.store.person_ids(image_id)) == n0
+    assert proj.store.crowd_regions(image_id) == [] and state.frame.crowd_regions == []
+    state.redo()
+    assert target.id not in proj.store.person_ids(image_id) and proj.store.crowd_regions(image_id) == [region]
+    state.undo()
     # a person a human has verified stays: the box sweeps only what nobody checked
     state.select(target.id)
     state.verify_person()
@@ -308,12 +316,13 @@ def test_x_box_deletes_the_people_inside_as_one_undoable_command(state, proj):
     state.press(*a)
     state.release(*b)
     assert target.id in proj.store.person_ids(image_id) and "kept 1 verified" in state.status
-    # a box with nobody mostly inside deletes nothing and says so
+    # a box with nobody inside deletes nobody; it is still a crowd region
     state.run("delete_people_box")
     c, d = state.view.to_screen((1.0, 1.0)), state.view.to_screen((12.0, 12.0))
     state.press(*c)
     state.release(*d)
-    assert len(proj.store.person_ids(image_id)) == n0 and "nothing deleted" in state.status
+    assert len(proj.store.person_ids(image_id)) == n0 and "nobody unverified inside" in state.status
+    assert len(proj.store.crowd_regions(image_id)) == 2
 
 
 def test_points_table_edit_and_settings(state, proj):

@@ -17,7 +17,7 @@ import numpy as np
 from annotator.core import skeleton as sk
 from annotator.core.errors import UserError
 from annotator.core.model import NOT_LABELLED, OCCLUDED, VISIBLE, Person
-from annotator.core.store import Store
+from annotator.core.store import KV_CROWD_REGIONS, Store
 
 # kv key (+ image id) of the annotator's "nobody is missing here" check: {"by", "action"} or null.
 KV_PEOPLE_CONFIRMED = "review.people_confirmed:"
@@ -246,10 +246,12 @@ class Session:
         img = self.store.person_image(person_id)
         return self._commit("delete_person", [(person_id, img, before, None)], {"person": person_id})[0]
 
-    def delete_people_in_box(self, image_id: int, box_xywh,
-                             min_share: float = DELETE_BOX_SHARE) -> tuple[int | None, list[int], list[int]]:
+    def delete_people_in_box(self, image_id: int, box_xywh, min_share: float = DELETE_BOX_SHARE,
+                             crowd: bool = False) -> tuple[int | None, list[int], list[int]]:
         """Delete every person nobody has verified a point of with more than `min_share` of its points
         in the box, as ONE undoable command: (action id or None, ids deleted, verified ids kept).
+        crowd: the box also becomes one of the image's crowd regions (exported as a COCO iscrowd
+        annotation, so a model trained or scored on the export is not told nobody is there).
 
         A crowd the dataset does not label person by person (COCO's iscrowd regions) holds 10-20
         pre-filled people on some photos, among the people it does label: fix and verify those,
@@ -261,11 +263,19 @@ class Session:
         inside = [p for p in self.store.load_frame(image_id).persons if p.share_in_box((x, y, w, h)) > min_share]
         gone = [p for p in inside if not p.verified.any()]
         kept = [p.id for p in inside if p.verified.any()]
-        if not gone:
+        if not gone and not crowd:
             return None, [], kept
         changes = [(p.id, image_id, p, None) for p in gone]
-        aid = self._commit("delete_people_in_box", changes,
-                           {"image": image_id, "box": [x, y, w, h], "persons": [p.id for p in gone]})[0]
+        args = {"image": image_id, "box": [x, y, w, h], "persons": [p.id for p in gone], "crowd": bool(crowd)}
+        if not crowd:
+            return self._commit("delete_people_in_box", changes, args)[0], [p.id for p in gone], kept
+        key = f"{KV_CROWD_REGIONS}{image_id}"
+        old = self.store.crowd_regions(image_id)
+        new = old + [[round(x, 2), round(y, 2), round(w, 2), round(h, 2)]]
+        with self.store.tx():                       # the people and the region land together
+            aid = self._commit("mark_crowd", changes, args)[0]
+            self.store.set_kv(key, new)
+        self.attach(aid, lambda: self.store.set_kv(key, old), lambda: self.store.set_kv(key, new))
         return aid, [p.id for p in gone], kept
 
     def replace_person(self, person_id: int, after: Person, command: str = "replace_person",

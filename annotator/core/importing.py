@@ -19,6 +19,7 @@ from annotator.core.errors import UserError
 from annotator.core.media import export_name
 from annotator.core.model import Frame, Person
 from annotator.core.project import Project
+from annotator.core.store import KV_CROWD_REGIONS
 
 
 def oks(a: Person, b: Person) -> float:
@@ -122,7 +123,8 @@ def import_frames(project: Project, frames: list[Frame], as_: str = "verified", 
     session = project.session(annotator)
     session.listeners.append(changed.update)
     summary = {"images_matched": 0, "persons_updated": 0, "persons_added": 0, "persons_unchanged": 0,
-               "persons_empty": 0, "points_set": 0, "unknown_images": []}
+               "persons_empty": 0, "points_set": 0, "crowd_regions_added": 0, "unknown_images": []}
+    regions: list[tuple[int, list, list]] = []          # (image id, crowd regions before, after)
     with project.store.tx():
         find = _resolver(project)
         seen: dict[int, str] = {}
@@ -137,6 +139,12 @@ def import_frames(project: Project, frames: list[Frame], as_: str = "verified", 
                                 f" image {row.file_name!r}; a file must name each image once")
             seen[row.id] = f.file_name
             summary["images_matched"] += 1
+            if f.crowd_regions:
+                old = project.store.crowd_regions(row.id)
+                new = old + [list(r) for r in f.crowd_regions if list(r) not in old]
+                if len(new) > len(old):
+                    regions.append((row.id, old, new))
+                    summary["crowd_regions_added"] += len(new) - len(old)
             incoming = [p for p in f.persons if p.labelled.any()]
             summary["persons_empty"] += len(f.persons) - len(incoming)
             if not incoming:
@@ -175,7 +183,12 @@ def import_frames(project: Project, frames: list[Frame], as_: str = "verified", 
         if frames and summary["images_matched"] == 0:
             raise UserError(f"{source}: none of its {len(frames)} images is in the project "
                             f"(e.g. {frames[0].file_name!r}); images are matched by file name")
-        session.import_people(changes, {"source": source, "as": as_})
+        aid = session.import_people(changes, {"source": source, "as": as_})
+        for image_id, _, new in regions:
+            project.store.set_kv(f"{KV_CROWD_REGIONS}{image_id}", new)
+        if aid is not None and regions:           # undone and redone with the import's people
+            session.attach(aid, lambda: [project.store.set_kv(f"{KV_CROWD_REGIONS}{i}", o) for i, o, _ in regions],
+                           lambda: [project.store.set_kv(f"{KV_CROWD_REGIONS}{i}", n) for i, _, n in regions])
     if rescore is not None and changed:
         rescore(sorted(changed))
     return summary

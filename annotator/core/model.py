@@ -182,6 +182,7 @@ class Frame:
     frame_index: int | None = None
     status: str = "pending"
     review_state: str = "to_review"
+    crowd_regions: list = field(default_factory=list)   # [x, y, w, h] boxes nobody labels person by person
 
 
 # -- template person ------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from annotator.core.errors import UserError
 from annotator.core.model import Frame, Person, check_person
 
 SCHEMA_VERSION = 2
+# kv key (+ image id) of the crowd regions of an image: [[x, y, w, h], ...]
+KV_CROWD_REGIONS = "review.crowd_regions:"
 
 _SCHEMA_V1 = """
 CREATE TABLE sources (
@@ -373,6 +375,11 @@ class Store:
             raise UserError(f"{self.path}: damaged project database: person {pid} {problem}")
         return p
 
+    def crowd_regions(self, image_id: int) -> list[list[float]]:
+        """The image's crowd regions (x, y, w, h): people there are not labelled one by one
+        (Session.delete_people_in_box(crowd=True); COCO iscrowd on export)."""
+        return self.get_kv(f"{KV_CROWD_REGIONS}{image_id}") or []
+
     def load_frame(self, image_id: int) -> Frame:
         im = self.image(image_id)
         persons = []
@@ -390,7 +397,7 @@ class Store:
                 persons.append(self._person_from_rows(pid, score, track, rev, by.get(pid, [])))
         return Frame(im.file_name, im.width or 0, im.height or 0, persons, id=im.id,
                      video=im.source_path if im.kind == "video" else None, frame_index=im.frame_index,
-                     status=im.status, review_state=im.review_state)
+                     status=im.status, review_state=im.review_state, crowd_regions=self.crowd_regions(image_id))
 
     def iter_frames(self, where: str = "", args: tuple = ()) -> Iterator[Frame]:
         for im in self.images(where, args):

@@ -38,6 +38,7 @@ BAD_ANGLE = (*render.BAD_ANGLE, 255)
 GOOD_ANGLE = (*render.GOOD_ANGLE, 230)
 GHOST_COLOR = (255, 255, 255, 200)       # the server's skeleton in a CVAT conflict: dashed white
 CONFLICT_COLOR = (255, 170, 40, 255)
+CROWD_COLOR = (255, 60, 60, 220)         # crowd regions, and the box that marks one
 
 
 def _rgba(c, a=255):
@@ -105,6 +106,7 @@ class App:
                     self.sel_node = dpg.add_draw_node(parent=self.dl)
                     self.angle_node = dpg.add_draw_node(parent=self.dl)
                     self.ghost_node = dpg.add_draw_node(parent=self.dl)
+                    self.crowd_node = dpg.add_draw_node(parent=self.dl)
                     self.box_item = dpg.draw_rectangle((0, 0), (0, 0), parent=self.dl, color=(255, 255, 0, 255),
                                                        thickness=2, show=False)
                 with dpg.child_window(width=-1, height=-BOTTOM_H, tag="right"):
@@ -398,6 +400,8 @@ class App:
             self._draw_ghosts()
         if "box" in dirty:
             self._draw_box()
+        if dirty & {"crowd", "image", "view", "people"}:
+            self._draw_crowd()
         if "table" in dirty or "selection" in dirty or any(isinstance(d, tuple) for d in dirty):
             self._update_table(values="table" in dirty or any(isinstance(d, tuple) for d in dirty))
         if "queue" in dirty:
@@ -568,6 +572,15 @@ class App:
         dpg.draw_polyline(pts, color=col, thickness=2, parent=self.angle_node)
         dpg.draw_text((float(sv[0] + 10), float(sv[1] - 24)), f"{deg:.0f}", color=col, size=14, parent=self.angle_node)
 
+    def _draw_crowd(self) -> None:
+        """The image's crowd regions: a thin red frame each (people there are not labelled one by one)."""
+        st = self.state
+        dpg.delete_item(self.crowd_node, children_only=True)
+        for x, y, w, h in (st.frame.crowd_regions if st.frame else []):
+            a, b = st.view.to_screen((x, y)), st.view.to_screen((x + w, y + h))
+            dpg.draw_rectangle(tuple(a), tuple(b), color=CROWD_COLOR, thickness=1, parent=self.crowd_node)
+            dpg.draw_text((float(a[0]) + 3, float(a[1]) + 2), "crowd", color=CROWD_COLOR, size=13, parent=self.crowd_node)
+
     def _draw_box(self) -> None:
         st = self.state
         if st.box is None:
@@ -576,7 +589,7 @@ class App:
         x, y, w, h = st.box
         dpg.configure_item(self.box_item, show=True, pmin=tuple(st.view.to_screen((x, y))),
                            pmax=tuple(st.view.to_screen((x + w, y + h))),
-                           color=(255, 60, 60, 255) if st.box_mode == "delete" else (255, 255, 0, 255))
+                           color=CROWD_COLOR if st.box_mode == "delete" else (255, 255, 0, 255))
 
     def _update_table(self, values: bool = True) -> None:
         st = self.state

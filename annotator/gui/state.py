@@ -73,7 +73,7 @@ SHORTCUT_HELP: dict[str, str] = {
     "verify_image": "verify every person on the image",
     "confirm_people": "nobody is missing here (an image is complete once this and its people are verified)",
     "add_person_box": "add a person: drag a box, the model fills it",
-    "delete_people_box": "delete the unverified people mostly inside a box you drag (a crowd nobody labels one by one)",
+    "delete_people_box": "crowd region: drag a box; the unverified people mostly inside are deleted, the box exports as COCO iscrowd",
     "add_template": "add a template skeleton at the cursor",
     "delete_person": "delete the selected person",
     "undo": "undo", "redo": "redo",
@@ -1067,15 +1067,14 @@ class AppState:
             self.say(f"saved: deleted person {p.id}")
 
     def delete_people_in_box(self, box) -> int | None:
-        """Every unverified person with most of their points inside an image-coords box, deleted as one command."""
-        aid, gone, kept = self.session.delete_people_in_box(self.image_id, box)
+        """A crowd region: every unverified person with most of their points inside an image-coords box
+        deleted, and the box kept as the image's crowd region, as one command."""
+        aid, gone, kept = self.session.delete_people_in_box(self.image_id, box, crowd=True)
+        self._reload_people()                       # the people and the new crowd region
+        self.mark("crowd")
         kept_msg = f"; kept {len(kept)} verified (Delete removes one)" if kept else ""
-        if not gone:
-            self.say(f"nobody unverified has most of their points inside that box: nothing deleted{kept_msg}")
-            return None
-        if self.sel_person in gone:
-            self.select(None)
-        self.say(f"saved: deleted {len(gone)} people ({', '.join(map(str, gone))}){kept_msg}; undo brings them back")
+        who = f"deleted {len(gone)} people ({', '.join(map(str, gone))})" if gone else "nobody unverified inside"
+        self.say(f"saved: crowd region marked (COCO iscrowd on export), {who}{kept_msg}; undo takes it back")
         return aid
 
     def add_template(self, sx: float | None = None, sy: float | None = None) -> int | None:
@@ -1174,6 +1173,9 @@ class AppState:
         images = {self.store.person_image(pid) for pid, _, _ in a["changes"]}
         if self.image_id not in images and images:
             self.show(min(images))        # show where the undone edit happened
+        elif self.frame is not None and a["command"] == "mark_crowd":
+            self.frame.crowd_regions = self.store.crowd_regions(self.image_id)    # restored after the people
+            self.mark("crowd")
         self.say(f"saved: {verb} {a['command']}")
         return aid
 
@@ -1311,7 +1313,7 @@ class AppState:
     def _start_box(self, mode: str):
         self.box_mode = mode
         self.say("drag a box around the person to add (Esc cancels)" if mode == "add" else
-                 "drag a box: every unverified person mostly inside it is deleted (Esc cancels)")
+                 "drag a box round the crowd: every unverified person mostly inside it is deleted (Esc cancels)")
 
     # -- derived display data -------------------------------------------------------------------------------------
     def angles(self) -> tuple[dict[str, float | None], list[str]]:
