@@ -99,7 +99,9 @@ def cmd_export(a) -> int:
             from exporters.coco import to_coco, write_json
             data = to_coco(frames, "33" if a.format == "coco" else "17", a.verified_only)
             write_json(data, Path(a.out))
-            print(f"wrote {a.out}: {len(data['images'])} images, {len(data['annotations'])} people")
+            crowds = sum(1 for x in data["annotations"] if x["iscrowd"])
+            print(f"wrote {a.out}: {len(data['images'])} images, {len(data['annotations']) - crowds} people"
+                  + (f", {crowds} crowd regions" if crowds else ""))
         elif a.format in ("yolo", "yolo17"):
             from exporters.yolo import write_yolo
             s = write_yolo(frames, Path(a.out), source, "33" if a.format == "yolo" else "17", a.verified_only)
@@ -135,6 +137,8 @@ def cmd_import(a) -> int:
         if s["persons_unchanged"] or s["persons_empty"]:
             print(f"  {s['persons_unchanged']} people already as in the file, unchanged;"
                   f" {s['persons_empty']} annotations without a labelled point, skipped")
+        if s["crowd_regions_added"]:
+            print(f"  {s['crowd_regions_added']} crowd regions (iscrowd) added")
         if s["unknown_images"]:
             print(f"  {len(s['unknown_images'])} images not in the project, skipped (e.g. {s['unknown_images'][0]})")
     return 0
