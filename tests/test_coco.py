@@ -169,6 +169,13 @@ def test_crowd_regions_import_export_and_cocoeval_ignores_people_there(tmp_path,
         assert proj.store.crowd_regions(row.id) == [[round(v, 2) for v in crowd[0]["bbox"]]]
         assert import_frames(proj, read_coco(gt_file)[1], "verified")["crowd_regions_added"] == 0   # once
         data = to_coco(proj.store.iter_frames(), "17")
+    # a file with only the crowd region: imported, and logged as an action like any import
+    (tmp_path / "crowd.json").write_text(json.dumps({"images": [im], "annotations": crowd,
+                                                      "categories": gt_dev["categories"]}))
+    with Project.create(tmp_path / "p2", [GT_DEV / "images" / name])[0] as proj2:
+        assert import_frames(proj2, read_coco(tmp_path / "crowd.json")[1])["crowd_regions_added"] == 1
+        assert proj2.store.db.execute("SELECT command FROM actions").fetchall() == [("import",)]
+        assert proj2.store.crowd_regions(proj2.store.images()[0].id) == [[round(v, 2) for v in crowd[0]["bbox"]]]
     out = [a for a in data["annotations"] if a["iscrowd"]]
     assert len(out) == 1 and out[0]["num_keypoints"] == 0 and out[0]["bbox"] == [round(v, 2) for v in crowd[0]["bbox"]]
     path = tmp_path / "x.json"

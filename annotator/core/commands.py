@@ -213,6 +213,13 @@ class Session:
             return None
         return self._commit("verify_image", changes, {"image": image_id})[0]
 
+    def log_action(self, command: str, args: dict) -> int:
+        """An undoable action that changes no person (its other changes are attached to it)."""
+        aid, _ = self.store.apply_changes([], self.actor, command, args, self.id)
+        self._undo.append(aid)
+        self._redo.clear()
+        return aid
+
     def confirm_people(self, image_id: int, confirmed: bool = True) -> int:
         """The annotator looked for people the model missed and found none left: every person in
         the image is labelled. A logged, undoable command (no person changes; the check lives in

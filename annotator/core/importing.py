@@ -184,6 +184,8 @@ def import_frames(project: Project, frames: list[Frame], as_: str = "verified", 
             raise UserError(f"{source}: none of its {len(frames)} images is in the project "
                             f"(e.g. {frames[0].file_name!r}); images are matched by file name")
         aid = session.import_people(changes, {"source": source, "as": as_})
+        if aid is None and regions:                 # crowd regions only: still one undoable, logged action
+            aid = session.log_action("import", {"source": source, "as": as_, "images": [i for i, _, _ in regions]})
         for image_id, _, new in regions:
             project.store.set_kv(f"{KV_CROWD_REGIONS}{image_id}", new)
         if aid is not None and regions:           # undone and redone with the import's people
