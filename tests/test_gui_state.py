@@ -289,7 +289,7 @@ def test_crowd_box_deletes_the_people_inside_and_keeps_the_region_as_one_undoabl
     target = max(state.frame.persons, key=lambda p: p.bbox()[2] * p.bbox()[3])
     x, y, w, h = target.bbox(pad=0.05)
     n_actions = proj.store.db.execute("SELECT count(*) FROM actions").fetchone()[0]
-    assert state.on_key("delete", {"shift"}) == "delete_people_box" and state.box_mode == "delete"
+    assert state.on_key("delete", {"shift"}) == "mark_crowd" and state.box_mode == "crowd"
     a, b = state.view.to_screen((x, y)), state.view.to_screen((x + w, y + h))
     state.press(*a)
     state.motion((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
@@ -312,12 +312,12 @@ def test_crowd_box_deletes_the_people_inside_and_keeps_the_region_as_one_undoabl
     state.verify_person()
     state.verify_person()                   # the second Enter verifies when some points are suspect
     assert proj.store.load_person(target.id).verified.all()
-    state.run("delete_people_box")
+    state.run("mark_crowd")
     state.press(*a)
     state.release(*b)
     assert target.id in proj.store.person_ids(image_id) and "kept 1 verified" in state.status
     # a box with nobody inside deletes nobody; it is still a crowd region
-    state.run("delete_people_box")
+    state.run("mark_crowd")
     c, d = state.view.to_screen((1.0, 1.0)), state.view.to_screen((12.0, 12.0))
     state.press(*c)
     state.release(*d)

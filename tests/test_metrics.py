@@ -157,7 +157,7 @@ def test_unlabelled_people_in_a_crowd_region_cost_one_delete_box():
     r = M.evaluate(gt, {"a.jpg": [_person(BASE17), *in_crowd, outside]})
     assert r["n_pred_unmatched_counted"] == 4 and r["n_pred_in_crowd"] == 3 and r["n_crowd_boxes"] == 1
     assert r["clicks_deletes_per_person"] == pytest.approx(2.0)     # one box + one delete, for 1 person
-    assert r["clicks_per_person_no_delete_box"] == pytest.approx(4.0)
+    assert r["clicks_per_person_no_crowd_box"] == pytest.approx(4.0)
     assert "3 unlabelled people in 1 GT crowd regions" in M.format_report(r)
     # without the crowd box each of them is a delete
     r = M.evaluate(_coco([("a.jpg", [_ann(BASE17)], {})]), {"a.jpg": [_person(BASE17), *in_crowd, outside]})

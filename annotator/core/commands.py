@@ -21,8 +21,8 @@ from annotator.core.store import KV_CROWD_REGIONS, Store
 
 # kv key (+ image id) of the annotator's "nobody is missing here" check: {"by", "action"} or null.
 KV_PEOPLE_CONFIRMED = "review.people_confirmed:"
-# delete_people_in_box: a person is inside a box when more than this share of its points is
-DELETE_BOX_SHARE = 0.5
+# mark_crowd: a person is inside a crowd box when more than this share of its points is
+CROWD_SHARE = 0.5
 
 
 def people_confirmed(store: Store, image_id: int) -> dict | None:
@@ -83,7 +83,7 @@ class Session:
         if undoable:
             self._undo.append(aid)
             self._redo.clear()
-        images = {img for _, img, _, _ in changes}
+        images = {img for _, img, _, _ in changes} or ({args["image"]} if args and "image" in args else set())
         for img in images:
             self._update_review_state(img)
         for fn in self.listeners:
@@ -253,37 +253,29 @@ class Session:
         img = self.store.person_image(person_id)
         return self._commit("delete_person", [(person_id, img, before, None)], {"person": person_id})[0]
 
-    def delete_people_in_box(self, image_id: int, box_xywh, min_share: float = DELETE_BOX_SHARE,
-                             crowd: bool = False) -> tuple[int | None, list[int], list[int]]:
-        """Delete every person nobody has verified a point of with more than `min_share` of its points
-        in the box, as ONE undoable command: (action id or None, ids deleted, verified ids kept).
-        crowd: the box also becomes one of the image's crowd regions (exported as a COCO iscrowd
-        annotation, so a model trained or scored on the export is not told nobody is there).
+    def mark_crowd(self, image_id: int, box_xywh, min_share: float = CROWD_SHARE) -> tuple[int, list[int], list[int]]:
+        """The box becomes one of the image's crowd regions (COCO iscrowd on export, so a model trained
+        or scored on the export is not told nobody is there), and every person nobody has verified a
+        point of with more than `min_share` of its points inside is deleted: ONE undoable command,
+        (action id, ids deleted, verified ids kept).
 
-        A crowd the dataset does not label person by person (COCO's iscrowd regions) holds 10-20
-        pre-filled people on some photos, among the people it does label: fix and verify those,
-        then one drag removes the rest instead of a delete each (SLEAP's "delete predictions"
-        keeps user instances the same way). A verified person is deleted on its own (Delete)."""
+        A crowd the dataset does not label person by person holds 10-20 pre-filled people on some
+        photos, among the people it does label: fix and verify those, then one drag removes the rest
+        instead of a delete each (SLEAP's "delete predictions" keeps user instances the same way)."""
         x, y, w, h = (float(v) for v in box_xywh)
         if not (w > 0 and h > 0):
             raise UserError(f"box {box_xywh}: width and height must be > 0")
         inside = [p for p in self.store.load_frame(image_id).persons if p.share_in_box((x, y, w, h)) > min_share]
         gone = [p for p in inside if not p.verified.any()]
-        kept = [p.id for p in inside if p.verified.any()]
-        if not gone and not crowd:
-            return None, [], kept
-        changes = [(p.id, image_id, p, None) for p in gone]
-        args = {"image": image_id, "box": [x, y, w, h], "persons": [p.id for p in gone], "crowd": bool(crowd)}
-        if not crowd:
-            return self._commit("delete_people_in_box", changes, args)[0], [p.id for p in gone], kept
         key = f"{KV_CROWD_REGIONS}{image_id}"
         old = self.store.crowd_regions(image_id)
         new = old + [[round(x, 2), round(y, 2), round(w, 2), round(h, 2)]]
-        with self.store.tx():                       # the people and the region land together
-            aid = self._commit("mark_crowd", changes, args)[0]
+        with self.store.tx():               # region first: the listeners see the people and the region
             self.store.set_kv(key, new)
+            aid = self._commit("mark_crowd", [(p.id, image_id, p, None) for p in gone],
+                               {"image": image_id, "box": [x, y, w, h], "persons": [p.id for p in gone]})[0]
         self.attach(aid, lambda: self.store.set_kv(key, old), lambda: self.store.set_kv(key, new))
-        return aid, [p.id for p in gone], kept
+        return aid, [p.id for p in gone], [p.id for p in inside if p.verified.any()]
 
     def replace_person(self, person_id: int, after: Person, command: str = "replace_person",
                        args: dict | None = None) -> int:
@@ -396,7 +388,7 @@ class Session:
     def _replay(self, aid: int, undo: bool) -> int:
         """The action's before (undo) or after (redo) state, and its attached changes, in one transaction."""
         with self.store.tx():
-            self._restore(aid, use_before=undo, **({"undo_of": aid} if undo else {"redo_of": aid}))
-            if aid in self._attached:
+            if aid in self._attached:       # first: the listeners _restore calls see all of it
                 self._attached[aid][0 if undo else 1]()
+            self._restore(aid, use_before=undo, **({"undo_of": aid} if undo else {"redo_of": aid}))
         return aid

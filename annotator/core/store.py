@@ -377,7 +377,7 @@ class Store:
 
     def crowd_regions(self, image_id: int) -> list[list[float]]:
         """The image's crowd regions (x, y, w, h): people there are not labelled one by one
-        (Session.delete_people_in_box(crowd=True); COCO iscrowd on export)."""
+        (Session.mark_crowd; COCO iscrowd on export)."""
         return self.get_kv(f"{KV_CROWD_REGIONS}{image_id}") or []
 
     def load_frame(self, image_id: int) -> Frame:

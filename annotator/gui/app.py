@@ -589,7 +589,7 @@ class App:
         x, y, w, h = st.box
         dpg.configure_item(self.box_item, show=True, pmin=tuple(st.view.to_screen((x, y))),
                            pmax=tuple(st.view.to_screen((x + w, y + h))),
-                           color=CROWD_COLOR if st.box_mode == "delete" else (255, 255, 0, 255))
+                           color=CROWD_COLOR if st.box_mode == "crowd" else (255, 255, 0, 255))
 
     def _update_table(self, values: bool = True) -> None:
         st = self.state

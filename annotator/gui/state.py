@@ -42,7 +42,7 @@ DEFAULT_SHORTCUTS: dict[str, str] = {
     "verify_image": "shift+enter",
     "confirm_people": "c",
     "add_person_box": "a",
-    "delete_people_box": "shift+delete",
+    "mark_crowd": "shift+delete",
     "add_template": "t",
     "delete_person": "delete",
     "undo": "ctrl+z",
@@ -73,7 +73,7 @@ SHORTCUT_HELP: dict[str, str] = {
     "verify_image": "verify every person on the image",
     "confirm_people": "nobody is missing here (an image is complete once this and its people are verified)",
     "add_person_box": "add a person: drag a box, the model fills it",
-    "delete_people_box": "crowd region: drag a box; the unverified people mostly inside are deleted, the box exports as COCO iscrowd",
+    "mark_crowd": "crowd region: drag a box; the unverified people mostly inside are deleted, the box exports as COCO iscrowd",
     "add_template": "add a template skeleton at the cursor",
     "delete_person": "delete the selected person",
     "undo": "undo", "redo": "redo",
@@ -592,7 +592,7 @@ class AppState:
         self.sel_person: int | None = None
         self.sel_point: int | None = None
         self.drag: Drag | None = None
-        self.box_mode: str | None = None     # "add" (a person) / "delete" (the people inside), while a box is wanted
+        self.box_mode: str | None = None     # "add" (a person) / "crowd" (a crowd region), while a box is wanted
         self.box: tuple[float, float, float, float] | None = None   # image coords, while drawing
         self.preview: dict[int, np.ndarray] = {}                    # person id -> xy while dragging
         self.dirty: set = set()
@@ -634,7 +634,7 @@ class AppState:
         if self.sel_person not in new:
             self.sel_person, self.sel_point = None, None
         self._suspects = None
-        self.mark("people" if old != new else "persons", "selection", "table")
+        self.mark("people" if old != new else "persons", "selection", "table", "crowd")
 
     def person(self, pid: int | None) -> Person | None:
         if self.frame is None or pid is None:
@@ -940,7 +940,7 @@ class AppState:
             mode, self.box_mode = self.box_mode, None
             self.mark("box")
             if box and box[2] > 4 and box[3] > 4:
-                return self.delete_people_in_box(box) if mode == "delete" else self.add_person_in_box(box)
+                return self.mark_crowd(box) if mode == "crowd" else self.add_person_in_box(box)
         return None
 
     def wheel(self, sx: float, sy: float, steps: float) -> None:
@@ -1066,12 +1066,9 @@ class AppState:
             self.session.delete_person(p.id)
             self.say(f"saved: deleted person {p.id}")
 
-    def delete_people_in_box(self, box) -> int | None:
-        """A crowd region: every unverified person with most of their points inside an image-coords box
-        deleted, and the box kept as the image's crowd region, as one command."""
-        aid, gone, kept = self.session.delete_people_in_box(self.image_id, box, crowd=True)
-        self._reload_people()                       # the people and the new crowd region
-        self.mark("crowd")
+    def mark_crowd(self, box) -> int:
+        """An image-coords box becomes a crowd region, its unverified people deleted (Session.mark_crowd)."""
+        aid, gone, kept = self.session.mark_crowd(self.image_id, box)
         kept_msg = f"; kept {len(kept)} verified (Delete removes one)" if kept else ""
         who = f"deleted {len(gone)} people ({', '.join(map(str, gone))})" if gone else "nobody unverified inside"
         self.say(f"saved: crowd region marked (COCO iscrowd on export), {who}{kept_msg}; undo takes it back")
@@ -1173,9 +1170,6 @@ class AppState:
         images = {self.store.person_image(pid) for pid, _, _ in a["changes"]}
         if self.image_id not in images and images:
             self.show(min(images))        # show where the undone edit happened
-        elif self.frame is not None and a["command"] == "mark_crowd":
-            self.frame.crowd_regions = self.store.crowd_regions(self.image_id)    # restored after the people
-            self.mark("crowd")
         self.say(f"saved: {verb} {a['command']}")
         return aid
 
@@ -1250,7 +1244,7 @@ class AppState:
             "verify_image": self.verify_image,
             "confirm_people": self.confirm_people,
             "add_person_box": lambda: self._start_box("add"),
-            "delete_people_box": lambda: self._start_box("delete"),
+            "mark_crowd": lambda: self._start_box("crowd"),
             "add_template": lambda: self.add_template(*cursor) if cursor else self.add_template(),
             "delete_person": self.delete_person,
             "undo": self.undo,

@@ -895,12 +895,15 @@ class PoseEstimator:
             raise ValueError(f"box {box_xywh!r} is empty or outside the {W}x{H} image")
         if self.engine == "detector":           # the user's box is the detector's box, fully trusted
             b = (x, y, x + w, y + h, 1.0)
+
+            def in_box(p) -> bool:
+                return p is not None and share_inside(p.xy, (x, y, w, h), 0.1) >= MIN_SHARE_IN_USER_BOX
             p, _ = self.person_in_box(rgb, b)
             # ... but not a pose that drifted out of it (the ROI refinement walks to someone nearby):
             # then, with second_look, once more on the box's pixels alone
-            if (p is None or share_inside(p.xy, (x, y, w, h), 0.1) < MIN_SHARE_IN_USER_BOX) and self.second_look:
+            if not in_box(p) and self.second_look:
                 p, _ = self.person_in_box(box_pixels_only(rgb, b), b)
-            return p if p is not None and share_inside(p.xy, (x, y, w, h), 0.1) >= MIN_SHARE_IN_USER_BOX else None
+            return p if in_box(p) else None
         m = 0.25 * max(w, h)
         x0, y0 = int(max(0, math.floor(x - m))), int(max(0, math.floor(y - m)))
         x1, y1 = int(min(W, math.ceil(x + w + m))), int(min(H, math.ceil(y + h + m)))

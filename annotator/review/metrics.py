@@ -46,7 +46,7 @@ import numpy as np
 
 from annotator.core import skeleton as sk
 from annotator.core.errors import UserError
-from annotator.core.commands import DELETE_BOX_SHARE
+from annotator.core.commands import CROWD_SHARE
 from annotator.core.media import export_name
 from annotator.core.model import OCCLUDED, VISIBLE, Person
 
@@ -410,7 +410,7 @@ def clicks(people: Sequence[dict], rows: Sequence[dict], false_people: int, in_c
     shown where the human labelled nothing (`unlabel`, on points the source labels at all). Every
     predicted person matched to nobody on an image whose people are all annotated costs one delete,
     except those mostly inside a GT crowd box (COCO iscrowd: people nobody labels one by one): the
-    app's delete box (Shift+Delete, core `delete_people_in_box`) removes them with one drag a box
+    app's crowd box (Shift+Delete, core `Session.mark_crowd`) removes them with one drag a box
     (`in_crowd` of the false people, in `crowd_boxes` boxes), and keeps the crowd's labelled
     people, verified by then (verifying is not counted for anyone).
     """
@@ -425,8 +425,8 @@ def clicks(people: Sequence[dict], rows: Sequence[dict], false_people: int, in_c
              "deletes": int(false_people) - int(in_crowd) + int(crowd_boxes)}
     out = {f"clicks_{k}_per_person": v / n for k, v in parts.items()}
     out["clicks_per_person"] = sum(parts.values()) / n
-    # the figure with a delete for every person in a crowd too (no delete box)
-    out["clicks_per_person_no_delete_box"] = (sum(parts.values()) + int(in_crowd) - int(crowd_boxes)) / n
+    # the figure with a delete for every person in a crowd too (no crowd box)
+    out["clicks_per_person_no_crowd_box"] = (sum(parts.values()) + int(in_crowd) - int(crowd_boxes)) / n
     out["n_clicks_people"] = n
     return out
 
@@ -489,7 +489,7 @@ def _analyse(gt, predictions: dict[str, list[Person]], *, min_match_oks: float =
             else:
                 keep.append(j)
                 n_unmatched += 1
-                c = next((c for c, b in enumerate(im.crowd_boxes) if p.share_in_box(b) > DELETE_BOX_SHARE), None)
+                c = next((c for c, b in enumerate(im.crowd_boxes) if p.share_in_box(b) > CROWD_SHARE), None)
                 if c is not None:
                     n_in_crowd += 1
                     crowds_used.add(c)
@@ -892,8 +892,8 @@ def format_report(result: dict) -> str:
         f"with >= {MIN_PEOPLE_POINTS} points): missed {f('clicks_missed_per_person', '{:.2f}')}, drags "
         f"{f('clicks_drags_per_person', '{:.2f}')}, unlabel {f('clicks_unlabel_per_person', '{:.2f}')}, "
         f"deletes {f('clicks_deletes_per_person', '{:.2f}')}"
-        + (f" ({f('n_pred_in_crowd')} unlabelled people in {f('n_crowd_boxes')} GT crowd regions, one delete box"
-           f" each; {f('clicks_per_person_no_delete_box', '{:.2f}')} clicks with a delete for each)"
+        + (f" ({f('n_pred_in_crowd')} unlabelled people in {f('n_crowd_boxes')} GT crowd regions, one crowd box"
+           f" each; {f('clicks_per_person_no_crowd_box', '{:.2f}')} clicks with a delete for each)"
            if result.get("n_crowd_boxes") else ""),
         f"  occlusion (where GT v is known): PCK@0.1 visible {f('pck_0_1_visible')} "
         f"({f('n_points_visible')} pts), occluded {f('pck_0_1_occluded')} ({f('n_points_occluded')} pts), "
