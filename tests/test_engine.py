@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from annotator.core import skeleton as sk
+from annotator.core.errors import UserError
 from annotator.core.media import load_image
 from annotator.core.model import NOT_LABELLED, share_inside
 from annotator.prefill import blazepose as bp
@@ -144,3 +145,19 @@ def test_video_frames_keep_their_track_ids(engine):
     kept = [p for p in first if p.track_id in by_id
             and np.median(np.hypot(*(by_id[p.track_id].xy - p.xy - (6, 3)).T)) < 10]
     assert len(kept) >= len(first) - 1
+
+
+def test_people_too_small_to_label_are_candidates_not_people(engine):
+    """A 9-px figure far in the background: nobody places 17 points on it, so the engine keeps
+    it as a possibly missed person (the missing-people queue) instead of a person to delete."""
+    rgb = load_image(GT_DEV / "images" / "coco_mini/000000136334.jpg")
+    h, w = rgb.shape[:2]
+    every_size = bp.PoseEstimator("detector", model_complexity=2, min_person_px=0).predict(rgb)
+    small = [p for p in every_size if bp.shown_size(p, w, h) < engine.min_person_px]
+    assert engine.min_person_px == 16 and small
+    kept = engine.predict(rgb)
+    assert len(kept) == len(every_size) - len(small)
+    assert all(bp.shown_size(p, w, h) >= 16 for p in kept)
+    assert all(any(np.allclose(c[:4], p.box[:4]) for c in engine.candidates) for p in small)
+    with pytest.raises(UserError, match="min_person_px"):
+        bp.PoseEstimator("detector", min_person_px=-1)

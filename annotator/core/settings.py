@@ -34,6 +34,8 @@ DEFAULTS: dict = {
         "fuse_max_term": 0.5,        # a COCO joint takes MoveNet's position where BlazePose disagrees this much
         "second_look": True,         # a box whose pose is a person already found: MoveNet and BlazePose again on
                                      # the box's pixels alone (the person behind another; blazepose._box_person)
+        "min_person_px": 16.0,       # people whose shown points span less (geometric mean of the box's sides) are
+                                     # not kept: too small to label (blazepose.shown_size); 0 keeps every size
         # engine "multi" only (blazepose.TUNED; recall 0.31, 1 person on 63 no-person photos):
         "min_detection_confidence": 0.3,
         "min_pose_presence": 0.5,

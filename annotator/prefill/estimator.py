@@ -62,7 +62,8 @@ def estimator_settings(settings: dict) -> dict:
         if k in s:
             out[k] = float(s[k])
     if out["engine"] == "detector":
-        for k in ("box_min_score", "min_person_score", "unseen_below", "fuse_max_term", "pose_flag_weight"):
+        for k in ("box_min_score", "min_person_score", "unseen_below", "fuse_max_term", "pose_flag_weight",
+                  "min_person_px"):
             if k in s:
                 out[k] = float(s[k])
         if "hide_points" in s:
