@@ -261,3 +261,24 @@ def test_detector_with_its_sparse_weights_stored_dense_gives_the_same_outputs(tm
         assert a.size > 1000
         np.testing.assert_array_equal(a, b)
     assert len(list((tmp_path / "pose-annotator").glob("pose_detection.*.tflite"))) == 1
+
+
+def test_a_reinstalled_model_replaces_its_old_lean_copy_in_the_cache(tmp_path, monkeypatch):
+    """The cache key holds the model file's size and mtime: a new venv or a model upgrade makes a
+    new lean copy, and the old one (3-8 MB) goes, while a lean copy of other outputs stays."""
+    import os
+    import shutil
+    from annotator.prefill import models as mp_models
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = tmp_path / "pose_landmark_full.tflite"
+    shutil.copy(mp_models.landmark_path(1), model)
+    cache = tmp_path / "cache" / "pose-annotator"
+    first = mp_models.lean_model_file(model, bp.LM_OUTPUTS)
+    other = mp_models.lean_model_file(model, ("Identity",))
+    assert first.is_file() and other.is_file() and first != other
+    st = model.stat()
+    os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))   # "reinstalled"
+    second = mp_models.lean_model_file(model, bp.LM_OUTPUTS)
+    assert second != first and second.is_file() and not first.exists() and other.is_file()
+    assert sorted(cache.glob("*.tflite")) == sorted([second, other])
+    assert mp_models.lean_model_file(model, bp.LM_OUTPUTS) == second

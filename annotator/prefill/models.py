@@ -317,10 +317,10 @@ def lean_model_file(path: Path, outputs: tuple[str, ...] = ()) -> Path | None:
     the cache folder is not writable (the caller makes it in memory)."""
     path = Path(path)
     st = path.stat()
-    key = hashlib.sha1(f"lean 2|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{','.join(outputs)}".encode()
-                       ).hexdigest()
+    which = hashlib.sha1(f"lean 2|{path.resolve()}|{','.join(outputs)}".encode()).hexdigest()[:12]
+    version = hashlib.sha1(f"{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:8]
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pose-annotator"
-    out = root / f"{path.stem}.{key[:16]}.tflite"
+    out = root / f"{path.stem}.{which}.{version}.tflite"
     if out.is_file():
         return out
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
@@ -332,4 +332,10 @@ def lean_model_file(path: Path, outputs: tuple[str, ...] = ()) -> Path | None:
         with contextlib.suppress(OSError):          # a full disk leaves no half file behind
             tmp.unlink(missing_ok=True)
         return None
+    # the same model file reinstalled (a new venv, a model upgrade) leaves its old lean copy behind:
+    # 3-8 MB each time, so the copies of this source's earlier versions go
+    for old in root.glob(f"{path.stem}.{which}.*.tflite"):
+        if old != out:
+            with contextlib.suppress(OSError):
+                old.unlink()
     return out
