@@ -323,6 +323,26 @@ def test_crowd_box_deletes_the_people_inside_and_keeps_the_region_as_one_undoabl
     state.release(*d)
     assert len(proj.store.person_ids(image_id)) == n0 and "nobody unverified inside" in state.status
     assert len(proj.store.crowd_regions(image_id)) == 2
+    # a click (no drag) in crowd-box mode inside a red frame removes that region, one undoable command;
+    # a click outside every region leaves the mode waiting for a drag
+    regions = proj.store.crowd_regions(image_id)
+    state.run("mark_crowd")
+    W, H = state.decoded.size
+    out = state.view.to_screen(next((px, py) for px in range(20, W, 37) for py in range(20, H, 37)
+                                    if not any(rx <= px <= rx + rw and ry <= py <= ry + rh for rx, ry, rw, rh in regions)))
+    state.press(*out)
+    assert state.release(*out) is None and state.box_mode == "crowd"
+    inside = state.view.to_screen((5.0, 5.0))
+    state.press(*inside)
+    assert state.release(*inside) is not None and state.box_mode is None
+    assert proj.store.crowd_regions(image_id) == [regions[0]] and state.frame.crowd_regions == [regions[0]]
+    assert "crowd region removed" in state.status and len(proj.store.person_ids(image_id)) == n0
+    state.undo()
+    assert proj.store.crowd_regions(image_id) == regions and state.frame.crowd_regions == regions
+    state.redo()
+    assert proj.store.crowd_regions(image_id) == [regions[0]]
+    with pytest.raises(UserError, match="no region 5"):
+        state.session.remove_crowd_region(image_id, 5)
 
 
 def test_points_table_edit_and_settings(state, proj):

@@ -277,6 +277,21 @@ class Session:
         self.attach(aid, lambda: self.store.set_kv(key, old), lambda: self.store.set_kv(key, new))
         return aid, [p.id for p in gone], [p.id for p in inside if p.verified.any()]
 
+    def remove_crowd_region(self, image_id: int, index: int) -> int:
+        """Crowd region `index` of the image is no longer one (marked by mistake, or the people
+        there are to be labelled after all): one undoable command. The people the crowd box deleted
+        stay deleted; undoing the mark_crowd brings them back."""
+        key = f"{KV_CROWD_REGIONS}{image_id}"
+        old = self.store.crowd_regions(image_id)
+        if not 0 <= int(index) < len(old):
+            raise UserError(f"image {image_id} has {len(old)} crowd region(s): no region {index}")
+        new = old[:int(index)] + old[int(index) + 1:]
+        with self.store.tx():
+            self.store.set_kv(key, new)
+            aid = self._commit("remove_crowd_region", [], {"image": image_id, "box": old[int(index)]})[0]
+        self.attach(aid, lambda: self.store.set_kv(key, old), lambda: self.store.set_kv(key, new))
+        return aid
+
     def replace_person(self, person_id: int, after: Person, command: str = "replace_person",
                        args: dict | None = None) -> int:
         """Set a person's whole state (CVAT pull, conflict resolution)."""

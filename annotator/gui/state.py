@@ -924,6 +924,8 @@ class AppState:
             if d.kind == "box":
                 self.box = None
                 self.mark("box")
+                if self.box_mode == "crowd":
+                    return self._click_crowd_region(*self.view.to_image(d.start))
             return None
         delta = (np.array([sx, sy]) - d.start) / self.view.zoom
         if d.kind == "point":
@@ -1072,6 +1074,18 @@ class AppState:
         kept_msg = f"; kept {len(kept)} verified (Delete removes one)" if kept else ""
         who = f"deleted {len(gone)} people ({', '.join(map(str, gone))})" if gone else "nobody unverified inside"
         self.say(f"saved: crowd region marked (COCO iscrowd on export), {who}{kept_msg}; undo takes it back")
+        return aid
+
+    def _click_crowd_region(self, x: float, y: float) -> int | None:
+        """A click (no drag) in crowd-box mode on a region's frame removes that region, the newest
+        first where they overlap; elsewhere the mode waits for a drag."""
+        regions = self.frame.crowd_regions if self.frame else []
+        hit = [i for i, (rx, ry, rw, rh) in enumerate(regions) if rx <= x <= rx + rw and ry <= y <= ry + rh]
+        if not hit:
+            return None
+        self.box_mode = None
+        aid = self.session.remove_crowd_region(self.image_id, hit[-1])
+        self.say("saved: crowd region removed (its people stay deleted; undo brings the region back)")
         return aid
 
     def add_template(self, sx: float | None = None, sy: float | None = None) -> int | None:
@@ -1307,7 +1321,8 @@ class AppState:
     def _start_box(self, mode: str):
         self.box_mode = mode
         self.say("drag a box around the person to add (Esc cancels)" if mode == "add" else
-                 "drag a box round the crowd: every unverified person mostly inside it is deleted (Esc cancels)")
+                 "drag a box round the crowd: every unverified person mostly inside it is deleted; a click in a "
+                 "red crowd frame removes that region (Esc cancels)")
 
     # -- derived display data -------------------------------------------------------------------------------------
     def angles(self) -> tuple[dict[str, float | None], list[str]]:
