@@ -322,6 +322,13 @@ def test_shift_delete_and_a_drag_delete_the_people_in_the_box_and_undo_restores_
     assert "crowd region marked" in st.status and "deleted" in st.status
     assert len(st.store.crowd_regions(st.image_id)) == 1
     assert len(dpg.get_item_children(app.crowd_node, 2)) == 2        # the region's frame and its label
+    # Shift+Delete and a click inside the red frame removes the region; its people stay deleted
+    key(app, "shift+Delete")
+    xdo(app, "mousemove", (x0 + x1) // 2, (y0 + y1) // 2, "sleep", 0.1, "click", 1, "sleep", 0.15)
+    assert st.store.crowd_regions(st.image_id) == [] and not dpg.get_item_children(app.crowd_node, 2)
+    assert "crowd region removed" in st.status and p.id not in st.store.person_ids(st.image_id)
+    key(app, "ctrl+z")
+    assert len(st.store.crowd_regions(st.image_id)) == 1 and len(dpg.get_item_children(app.crowd_node, 2)) == 2
     key(app, "ctrl+z")
     assert len(st.store.person_ids(st.image_id)) == n0 and p.id in st.store.person_ids(st.image_id)
     assert st.store.crowd_regions(st.image_id) == [] and not dpg.get_item_children(app.crowd_node, 2)
