@@ -590,7 +590,7 @@ def shown_size(pose: PersonPose, width: int, height: int) -> float:
     engine "detector" keeps no one smaller than min_person_px (16): nobody places 17 points on a
     person 35 px tall, so the people found there were all deletes. On pose-gt-dev no person with
     >= 5 labelled points is under 19 px, 13 of the unmatched are under 16, and clicks a person went
-    4.19 -> 4.14 (both halves: 4.16 -> 4.12, 4.25 -> 4.15)."""
+    4.19 -> 4.13 (both halves: 4.15 -> 4.12, 4.25 -> 4.15)."""
     xy = np.asarray(pose.xy, np.float64)
     ok = (xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < height)
     unseen = getattr(pose, "unseen", None)
