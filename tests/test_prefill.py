@@ -154,7 +154,9 @@ def test_bad_model_settings_fail_fast_with_one_line(tmp_path):
     assert run("init", tmp_path / "p", "--images", src)[0] == 0
     toml = tmp_path / "p" / "project.toml"
     text = toml.read_text()
-    for bad, needle in (("min_detection_confidence = 5.0", "min_detection_confidence=5.0: must be between 0 and 1"),
+    for bad, needle in (("min_detection_confidence = 5.0",
+                         "project.toml: prefill.min_detection_confidence = 5.0 must be between 0 and 1"),
+                        ("min_person_px = -1", "project.toml: prefill.min_person_px = -1 must be at least 0"),
                         ("model_complexity = 7", "model_complexity=7: must be 0 (lite), 1 (full) or 2 (heavy)"),
                         ('hide_points = "sometimes"',
                          "project.toml: prefill.hide_points = 'sometimes' must be one of 'model', 'threshold'"),

@@ -66,6 +66,12 @@ def _merge(base: dict, over: dict) -> dict:
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f"}
 # settings whose value must be at least 1 (a count)
 _POSITIVE = {("prefill", "max_people"), ("prefill", "workers"), ("sources", "video_stride")}
+# the engine's numeric settings and their ranges (low, high; None: no bound): checked here too, so a
+# value out of range names project.toml before any model loads (the engine checks them again)
+_RANGES = {("prefill", k): (0.0, 1.0) for k in ("box_min_score", "min_person_score", "pose_flag_weight",
+                                                "unseen_below", "fuse_max_term", "min_detection_confidence",
+                                                "min_pose_presence", "min_keypoint_conf", "nms_iou")}
+_RANGES[("prefill", "min_person_px")] = (0.0, None)
 # settings with a fixed set of values (blazepose.ENGINES / HIDE_RULES): checked here so the error
 # names project.toml, not a keyword argument deep in the engine
 CHOICES = {("prefill", "engine"): ("detector", "multi", "legacy"), ("prefill", "hide_points"): ("model", "threshold")}
@@ -102,6 +108,10 @@ def check(data: dict, path) -> None:
                 raise UserError(f"{path}: {where} = {v} is out of range")
             if (table, key) in _POSITIVE and v < 1:
                 raise UserError(f"{path}: {where} must be at least 1, not {v}")
+            lo, hi = _RANGES.get((table, key), (None, None))
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                raise UserError(f"{path}: {where} = {v} must be " + (f"between {lo:g} and {hi:g}" if hi is not None
+                                                                    else f"at least {lo:g}"))
             if (table, key) in CHOICES and v not in CHOICES[table, key]:
                 raise UserError(f"{path}: {where} = {v!r} must be one of "
                                 f"{', '.join(repr(c) for c in CHOICES[table, key])}")
