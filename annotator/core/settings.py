@@ -32,8 +32,9 @@ DEFAULTS: dict = {
                                      # not labelled; "threshold": MoveNet's point score < unseen_below
         "unseen_below": 0.2,
         "fuse_max_term": 0.5,        # a COCO joint takes MoveNet's position where BlazePose disagrees this much
-        "second_look": True,         # a box whose pose is a person already found: MoveNet and BlazePose again on
-                                     # the box's pixels alone (the person behind another; blazepose._box_person)
+        "second_look": True,         # a box whose pose is a person already found, or that the scores call empty on a
+                                     # photo where someone was found: MoveNet and BlazePose again on the box's
+                                     # pixels alone (the person behind another; blazepose._box_person)
         "min_person_px": 16.0,       # people whose shown points span less (geometric mean of the box's sides) are
                                      # not kept: too small to label (blazepose.shown_size); 0 keeps every size
         # engine "multi" only (blazepose.TUNED; recall 0.31, 1 person on 63 no-person photos):
