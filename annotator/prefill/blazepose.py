@@ -767,7 +767,7 @@ class PoseEstimator:
         pose.box = tuple(float(v) for v in box[:5])
         return pose, hm
 
-    def _detector_predict(self, rgb: np.ndarray) -> list[PersonPose]:
+    def _detector_predict(self, rgb: np.ndarray, look_again_empty: bool = True) -> list[PersonPose]:
         boxes, _ = self._detector()
         people, heat = [], {}
         # one detector run down to CANDIDATE_MIN_SCORE: the boxes at or above box_min_score are the
@@ -778,7 +778,7 @@ class PoseEstimator:
         self.candidates = [tuple(b[:5]) for b in found if b[4] < self.box_min_score]
         h, w = rgb.shape[:2]
         for b in [b for b in found if b[4] >= self.box_min_score][: max(2 * self.max_people, MAX_BOXES)]:
-            p, hm, twice = self._box_person(rgb, b, people)
+            p, hm, twice = self._box_person(rgb, b, people, look_again_empty)
             if p is not None and shown_size(p, w, h) < self.min_person_px:
                 p = None                    # too small to label: a candidate for the missing-people queue
             if p is not None:
@@ -790,7 +790,8 @@ class PoseEstimator:
         self._heatmaps = {id(p): heat[id(p)] for p in out if heat[id(p)][1] is not None}
         return out
 
-    def _box_person(self, rgb: np.ndarray, box, people: list[PersonPose]) -> tuple[PersonPose | None, object, bool]:
+    def _box_person(self, rgb: np.ndarray, box, people: list[PersonPose],
+                    look_again_empty: bool = True) -> tuple[PersonPose | None, object, bool]:
         """The person in one detector box: (pose or None, its heatmap, skipped as a person found twice).
 
         With second_look, a box whose pose is a person already found, MoveNet's or BlazePose's after
@@ -816,7 +817,8 @@ class PoseEstimator:
         p, hm = self.person_in_box(rgb, box, kp)
         # BlazePose's pose is someone already found, or the scores say nobody is in the box on a
         # photo where someone was found (a neighbour fills the crop): the box's pixels alone
-        again = any(pose_similarity(p, q) >= self.DEDUP_OKS for q in people) if p is not None else bool(people)
+        again = any(pose_similarity(p, q) >= self.DEDUP_OKS for q in people) if p is not None else \
+            look_again_empty and bool(people)
         if self.second_look and again:
             img = box_pixels_only(rgb, box)
             p2, hm2 = self.person_in_box(img, box, self.box_keypoints(img, box))
@@ -1019,7 +1021,9 @@ class PoseEstimator:
         they match, most similar pairs first (similar to the previous pose or box, or to where MediaPipe's
         landmarks-to-ROI rule followed it: the `slots` made by track()); a previous person the
         detector missed stays followed through that rule."""
-        found = self._detector_predict(rgb)
+        # no look again at empty-scored boxes: a box-alone pose near a lost person took its track id
+        # (tests/test_prefill_tracks.py), and the followed people are found without the detector
+        found = self._detector_predict(rgb, look_again_empty=False)
         pairs = []
         for i, prev in enumerate(previous):
             for j, q in enumerate(found):
