@@ -267,28 +267,30 @@ class Session:
             raise UserError(f"box {box_xywh}: width and height must be > 0")
         inside = [p for p in self.store.load_frame(image_id).persons if p.share_in_box((x, y, w, h)) > min_share]
         gone = [p for p in inside if not p.verified.any()]
-        key = f"{KV_CROWD_REGIONS}{image_id}"
-        old = self.store.crowd_regions(image_id)
-        new = old + [[round(x, 2), round(y, 2), round(w, 2), round(h, 2)]]
-        with self.store.tx():               # region first: the listeners see the people and the region
-            self.store.set_kv(key, new)
-            aid = self._commit("mark_crowd", [(p.id, image_id, p, None) for p in gone],
-                               {"image": image_id, "box": [x, y, w, h], "persons": [p.id for p in gone]})[0]
-        self.attach(aid, lambda: self.store.set_kv(key, old), lambda: self.store.set_kv(key, new))
+        new = self.store.crowd_regions(image_id) + [[round(x, 2), round(y, 2), round(w, 2), round(h, 2)]]
+        aid = self._set_crowd_regions(image_id, new, "mark_crowd", [(p.id, image_id, p, None) for p in gone],
+                                      {"image": image_id, "box": [x, y, w, h], "persons": [p.id for p in gone]})
         return aid, [p.id for p in gone], [p.id for p in inside if p.verified.any()]
 
     def remove_crowd_region(self, image_id: int, index: int) -> int:
         """Crowd region `index` of the image is no longer one (marked by mistake, or the people
         there are to be labelled after all): one undoable command. The people the crowd box deleted
         stay deleted; undoing the mark_crowd brings them back."""
-        key = f"{KV_CROWD_REGIONS}{image_id}"
         old = self.store.crowd_regions(image_id)
         if not 0 <= int(index) < len(old):
             raise UserError(f"image {image_id} has {len(old)} crowd region(s): no region {index}")
-        new = old[:int(index)] + old[int(index) + 1:]
+        return self._set_crowd_regions(image_id, old[:int(index)] + old[int(index) + 1:], "remove_crowd_region", [],
+                                       {"image": image_id, "box": old[int(index)]})
+
+    def _set_crowd_regions(self, image_id: int, new: list, command: str, changes, args: dict) -> int:
+        """The image's crowd regions become `new` with the command's person changes, in one
+        transaction, and undo / redo put them back: the region is written first, so the listeners
+        the commit calls see the people and the region."""
+        key = f"{KV_CROWD_REGIONS}{image_id}"
+        old = self.store.crowd_regions(image_id)
         with self.store.tx():
             self.store.set_kv(key, new)
-            aid = self._commit("remove_crowd_region", [], {"image": image_id, "box": old[int(index)]})[0]
+            aid = self._commit(command, changes, args)[0]
         self.attach(aid, lambda: self.store.set_kv(key, old), lambda: self.store.set_kv(key, new))
         return aid
 
