@@ -164,3 +164,34 @@ def test_people_too_small_to_label_are_candidates_not_people(engine):
     assert all(any(np.allclose(c[:4], p.box[:4]) for c in engine.candidates) for p in small)
     with pytest.raises(UserError, match="min_person_px"):
         bp.PoseEstimator("detector", min_person_px=-1)
+
+
+@pytest.mark.parametrize("file_name, box", [
+    ("coco_mini/000000109313.jpg", (1, 317, 107, 636, 0.26)),     # cut by the image's left edge
+    ("coco_mini/000000370162.jpg", (147, 139, 188, 216, 0.52)),   # a crowd: the box's square holds a neighbour
+])
+def test_movenet_looks_again_on_the_square_its_own_points_ask_for(engine, gt, file_name, box):
+    """NanoDet's box (the one it gives on this photo) centres the crop on the pixels, not on the
+    body; MoveNet's second look, on a square placed from its first points, is kept because it is
+    surer, and it is the person the human labelled."""
+    rgb = load_image(GT_DEV / "images" / file_name)
+    _, pose = engine._detector()
+    (im,) = [im for im in gt.images if im.file_name == file_name]
+
+    def best_oks(k17):
+        def oks(g):
+            lab = g.k17[:, 2] > 0
+            return float(np.mean(M.oks_terms(g.k17[lab], g.area, k17[lab], np.ones(int(lab.sum()), bool),
+                                             np.asarray(sk.COCO17_SIGMAS)[lab])))
+        return max(oks(g) for g in im.people if g.n_labelled17 >= 5)
+
+    k1, s1 = pose.predict(rgb, box, recrop=False)
+    again = pose.body_box(k1, s1, box)
+    assert again is not None
+    k2, s2 = pose.predict(rgb, box)
+    k3, s3 = pose.predict(rgb, again, recrop=False)
+    assert s2.mean() > s1.mean() and np.allclose(k2, k3) and np.allclose(s2, s3)
+    assert best_oks(k1) < 0.6 and best_oks(k2) > 0.9
+    s_no_hips = s1.copy()
+    s_no_hips[11] = 0.0
+    assert pose.body_box(k1, s_no_hips, box) is None        # no mid-hip seen: no second look

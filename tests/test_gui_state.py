@@ -278,15 +278,24 @@ def test_a_box_where_the_model_sees_nobody_adds_hidden_guesses_that_a_drag_place
 
 
 def test_crowd_box_deletes_the_people_inside_and_keeps_the_region_as_one_undoable_command(state, proj):
-    # the demo photo with the most people: a box drawn round one person deletes them, the others stay,
-    # and the box is the image's crowd region
+    # a demo photo with two or more people, one of whose boxes holds nobody else: a box drawn round
+    # that person deletes them, the others stay, and the box is the image's crowd region
+    from annotator.core.commands import CROWD_SHARE
     counts = proj.store.db.execute(
         "SELECT q.image_id, count(*) FROM persons q JOIN images i ON i.id=q.image_id"
-        " WHERE q.deleted=0 AND i.frame_index IS NULL GROUP BY 1 ORDER BY 2 DESC").fetchall()
-    image_id, n0 = counts[0]
-    assert n0 >= 2
-    state.show(image_id)
-    target = max(state.frame.persons, key=lambda p: p.bbox()[2] * p.bbox()[3])
+        " WHERE q.deleted=0 AND i.frame_index IS NULL GROUP BY 1 HAVING count(*) >= 2 ORDER BY 2 DESC").fetchall()
+
+    def alone(p, persons):
+        return all(q.share_in_box(p.bbox(pad=0.05)) <= CROWD_SHARE for q in persons if q is not p)
+
+    for image_id, n0 in counts:
+        state.show(image_id)
+        if any(alone(p, state.frame.persons) for p in state.frame.persons):
+            break
+    else:
+        pytest.fail("no demo photo has a person whose box holds nobody else")
+    target = max((p for p in state.frame.persons if alone(p, state.frame.persons)),
+                 key=lambda p: p.bbox()[2] * p.bbox()[3])
     x, y, w, h = target.bbox(pad=0.05)
     n_actions = proj.store.db.execute("SELECT count(*) FROM actions").fetchone()[0]
     assert state.on_key("delete", {"shift"}) == "mark_crowd" and state.box_mode == "crowd"
