@@ -67,6 +67,8 @@ SAME_BOX_OKS = 0.7                  # engine "detector": a box whose MoveNet pos
 MAX_BOXES = 100                     # engine "detector": person boxes tried per image (a crowd photo has ~60 at 0.2)
 LOOK_AGAIN_MIN_SCORE = 0.08         # engine "detector": the person score a box below min_person_score needs on its
                                     # pixels alone (a black surround makes MoveNet surer of anything)
+FIRST_FLAG_CUT = 0.5                # engine "detector": a box whose person score, with the first BlazePose run's pose
+                                    # flag, is under this x min_person_score gets no second (refined-ROI) run
 CANDIDATE_MIN_SCORE = 0.05           # engine "detector": boxes kept as possibly missed people (PoseEstimator.candidates)
 MP_MIN_SCORE = 0.5                  # TensorsToDetections min_score_thresh (and Pose's min_detection_confidence)
 SCORE_CLIP = 100.0                  # TensorsToDetections: score_clipping_thresh, sigmoid_score
@@ -720,10 +722,18 @@ class PoseEstimator:
             self._box_pose = BoxPose(mp_models.require("movenet_thunder"), self.num_threads)
         return self._boxes, self._box_pose
 
-    def box_keypoints(self, rgb: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
-        """The per-box pose model (MoveNet) on one box: COCO-17 (x, y) pixels and scores, float64."""
+    def box_keypoints(self, rgb: np.ndarray, box, first=None) -> tuple[np.ndarray, np.ndarray]:
+        """The per-box pose model (MoveNet) on one box: COCO-17 (x, y) pixels and scores, float64.
+        first: box_first_look(rgb, box) when the caller already has it (its second look is added)."""
         _, box_pose = self._detector()
-        k17, s17 = box_pose.predict(rgb, box)
+        k17, s17 = box_pose.predict(rgb, box) if first is None else box_pose.look_again(rgb, box, *first)
+        return k17.astype(np.float64), s17.astype(np.float64)
+
+    def box_first_look(self, rgb: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
+        """MoveNet on the box's own square only, float64: enough to tell a person already found,
+        and all a box alone on black needs (its second look there measured no better)."""
+        _, box_pose = self._detector()
+        k17, s17 = box_pose.first_look(rgb, box)
         return k17.astype(np.float64), s17.astype(np.float64)
 
     def person_in_box(self, rgb: np.ndarray, box, keypoints=None) -> tuple[PersonPose | None, np.ndarray]:
@@ -744,6 +754,9 @@ class PoseEstimator:
             return None, None
         roi = roi_from_coco17(k17, s17)
         first, _ = self._predict_roi(rgb, roi if roi is not None else box_roi(box), float(box[4]))
+        flag = first.pose_flag if np.isfinite(first.pose_flag) else 1.0
+        if pre * (1.0 - self.pose_flag_weight + self.pose_flag_weight * flag) < FIRST_FLAG_CUT * self.min_person_score:
+            return None, None                   # BlazePose sees nobody: no refined run (the same people on pose-gt-dev)
         pose, hm = self._predict_roi(rgb, first.next_roi(), float(box[4]))
         flag = pose.pose_flag if np.isfinite(pose.pose_flag) else 1.0
         score = pre * (1.0 - self.pose_flag_weight + self.pose_flag_weight * flag)
@@ -805,12 +818,14 @@ class PoseEstimator:
         def found(k17, b) -> bool:
             return any(coco17_similarity(k17, b, q.box_k17, q.box) >= SAME_BOX_OKS for q in people)
 
-        kp = self.box_keypoints(rgb, box)
-        if found(kp[0], box):
+        # MoveNet's first look is enough to tell most boxes of a person already found: no second look for them
+        first = self.box_first_look(rgb, box)
+        kp = None if found(first[0], box) else self.box_keypoints(rgb, box, first)
+        if kp is None or found(kp[0], box):
             if not self.second_look:
                 return None, None, True     # the same person boxed twice: no BlazePose runs for it
             img = box_pixels_only(rgb, box)
-            kp = self.box_keypoints(img, box)
+            kp = self.box_first_look(img, box)
             if found(kp[0], box):
                 return None, None, True
             return (*self.person_in_box(img, box, kp), False)
@@ -821,7 +836,7 @@ class PoseEstimator:
             look_again_empty and bool(people)
         if self.second_look and again:
             img = box_pixels_only(rgb, box)
-            p2, hm2 = self.person_in_box(img, box, self.box_keypoints(img, box))
+            p2, hm2 = self.person_in_box(img, box, self.box_first_look(img, box))
             if p2 is not None and all(pose_similarity(p2, q) < self.DEDUP_OKS for q in people) \
                     and (p is not None or p2.score >= LOOK_AGAIN_MIN_SCORE):
                 return p2, hm2, False
