@@ -814,7 +814,9 @@ class PoseEstimator:
         the same false people on the empty photos. So is a box whose scores say nobody is there, on
         a photo where someone was already found (a crowd's low-scored people, a neighbour filling
         the crop), kept at LOOK_AGAIN_MIN_SCORE: recall 0.859 -> 0.878, clicks 4.13 -> 4.08 (both
-        halves), false people 3 (4 without the higher score; on every photo, 7)."""
+        halves), false people 3 (4 without the higher score; on every photo, 7). MoveNet's first look
+        tells a duplicate box; only a box that is not one gets its second look (BoxPose.look_again),
+        and a box alone on black gets none (no better there, and fewer runs)."""
         def found(k17, b) -> bool:
             return any(coco17_similarity(k17, b, q.box_k17, q.box) >= SAME_BOX_OKS for q in people)
 
