@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from annotator.core import skeleton as sk
+from annotator.core.commands import CROWD_SHARE
 from annotator.core.errors import UserError
 from annotator.gui.state import (AppState, Prefetcher, ReviewQueue, Shortcuts, View, _Job, display_scale, hit_person,
                                  hit_point, parse_combo, template_person, texture_level, texture_size, to_texture)
@@ -280,7 +281,6 @@ def test_a_box_where_the_model_sees_nobody_adds_hidden_guesses_that_a_drag_place
 def test_crowd_box_deletes_the_people_inside_and_keeps_the_region_as_one_undoable_command(state, proj):
     # a demo photo with two or more people, one of whose boxes holds nobody else: a box drawn round
     # that person deletes them, the others stay, and the box is the image's crowd region
-    from annotator.core.commands import CROWD_SHARE
     counts = proj.store.db.execute(
         "SELECT q.image_id, count(*) FROM persons q JOIN images i ON i.id=q.image_id"
         " WHERE q.deleted=0 AND i.frame_index IS NULL GROUP BY 1 HAVING count(*) >= 2 ORDER BY 2 DESC").fetchall()

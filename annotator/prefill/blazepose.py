@@ -722,19 +722,22 @@ class PoseEstimator:
             self._box_pose = BoxPose(mp_models.require("movenet_thunder"), self.num_threads)
         return self._boxes, self._box_pose
 
-    def box_keypoints(self, rgb: np.ndarray, box, first=None) -> tuple[np.ndarray, np.ndarray]:
+    def box_keypoints(self, rgb: np.ndarray, box, first=None, recrop: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """The per-box pose model (MoveNet) on one box: COCO-17 (x, y) pixels and scores, float64.
-        first: box_first_look(rgb, box) when the caller already has it (its second look is added)."""
+        recrop=False: the box's own square only (BoxPose.predict), enough to tell a person already
+        found and all a box alone on black needs (its second look there measured no better).
+        first: that result when the caller already has it (only its second look is run)."""
         _, box_pose = self._detector()
-        k17, s17 = box_pose.predict(rgb, box) if first is None else box_pose.look_again(rgb, box, *first)
+        if first is None:
+            k17, s17 = box_pose.predict(rgb, box, recrop)
+        else:
+            k17, s17 = box_pose.look_again(rgb, box, *first) if recrop else first
         return k17.astype(np.float64), s17.astype(np.float64)
 
-    def box_first_look(self, rgb: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
-        """MoveNet on the box's own square only, float64: enough to tell a person already found,
-        and all a box alone on black needs (its second look there measured no better)."""
-        _, box_pose = self._detector()
-        k17, s17 = box_pose.first_look(rgb, box)
-        return k17.astype(np.float64), s17.astype(np.float64)
+    def _person_score(self, pre: float, pose: PersonPose) -> float:
+        """Box score x MoveNet's mean point score (`pre`) x (1 - w + w x BlazePose's pose flag)."""
+        flag = pose.pose_flag if np.isfinite(pose.pose_flag) else 1.0
+        return pre * (1.0 - self.pose_flag_weight + self.pose_flag_weight * flag)
 
     def person_in_box(self, rgb: np.ndarray, box, keypoints=None) -> tuple[PersonPose | None, np.ndarray]:
         """engine "detector" on one box (x0, y0, x1, y1, score): the per-box pose model says whether
@@ -754,12 +757,10 @@ class PoseEstimator:
             return None, None
         roi = roi_from_coco17(k17, s17)
         first, _ = self._predict_roi(rgb, roi if roi is not None else box_roi(box), float(box[4]))
-        flag = first.pose_flag if np.isfinite(first.pose_flag) else 1.0
-        if pre * (1.0 - self.pose_flag_weight + self.pose_flag_weight * flag) < FIRST_FLAG_CUT * self.min_person_score:
+        if self._person_score(pre, first) < FIRST_FLAG_CUT * self.min_person_score:
             return None, None                   # BlazePose sees nobody: no refined run (the same people on pose-gt-dev)
         pose, hm = self._predict_roi(rgb, first.next_roi(), float(box[4]))
-        flag = pose.pose_flag if np.isfinite(pose.pose_flag) else 1.0
-        score = pre * (1.0 - self.pose_flag_weight + self.pose_flag_weight * flag)
+        score = self._person_score(pre, pose)
         if score < self.min_person_score:
             return None, None
         gap = np.linalg.norm(pose.xy[_C17] - k17, axis=1)[TO_COCO17]
@@ -821,13 +822,13 @@ class PoseEstimator:
             return any(coco17_similarity(k17, b, q.box_k17, q.box) >= SAME_BOX_OKS for q in people)
 
         # MoveNet's first look is enough to tell most boxes of a person already found: no second look for them
-        first = self.box_first_look(rgb, box)
+        first = self.box_keypoints(rgb, box, recrop=False)
         kp = None if found(first[0], box) else self.box_keypoints(rgb, box, first)
         if kp is None or found(kp[0], box):
             if not self.second_look:
                 return None, None, True     # the same person boxed twice: no BlazePose runs for it
             img = box_pixels_only(rgb, box)
-            kp = self.box_first_look(img, box)
+            kp = self.box_keypoints(img, box, recrop=False)
             if found(kp[0], box):
                 return None, None, True
             return (*self.person_in_box(img, box, kp), False)
@@ -838,7 +839,7 @@ class PoseEstimator:
             look_again_empty and bool(people)
         if self.second_look and again:
             img = box_pixels_only(rgb, box)
-            p2, hm2 = self.person_in_box(img, box, self.box_first_look(img, box))
+            p2, hm2 = self.person_in_box(img, box, self.box_keypoints(img, box, recrop=False))
             if p2 is not None and all(pose_similarity(p2, q) < self.DEDUP_OKS for q in people) \
                     and (p is not None or p2.score >= LOOK_AGAIN_MIN_SCORE):
                 return p2, hm2, False

@@ -209,12 +209,8 @@ class BoxPose:
         """Keypoints (17, 2) as x, y image pixels and their scores (17,) for the person in `box`
         (x0, y0, x1, y1[, score]); COCO-17 order. recrop: the second look on a square placed
         from the first look's points (class docstring)."""
-        kps, scores = self.first_look(rgb, box)
+        kps, scores = self._run(rgb, box)
         return self.look_again(rgb, box, kps, scores) if recrop else (kps, scores)
-
-    def first_look(self, rgb: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
-        """The box's own square only (no second look)."""
-        return self._run(rgb, box)
 
     def look_again(self, rgb: np.ndarray, box, kps: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The first look's (kps, scores) or the second look's, whichever is surer."""

@@ -9,11 +9,11 @@ and MoveNet's mean score, and the joint's group (annotators label a turned-away 
 behind the back at different rates than a shoulder).
 
 Fit on the calibration half of pose-gt-dev (calibration.assign_splits) by
-`python tools/fit_point_model.py` (engine "detector", Heavy, refit after the fused joints became
-the two models' mean). The three kinds of click against hiding MoveNet's points under 0.2:
-270 -> 234 on the half it was fit on, 212 -> 182 on the held-out half; the joint group carries
-most of it (without it, no better than the threshold). The depth features (z_pair, z_pair_face)
-took the held-out half 199 -> 182 (unlabel clicks 53 -> 42) and 5-fold by image over all of
+`python tools/fit_point_model.py` (engine "detector", Heavy, refit after MoveNet's second look
+on its own square). The three kinds of click against hiding MoveNet's points under 0.2, on the
+current engine: 302 -> 261 on the half it was fit on, 193 -> 160 on the held-out half; the joint
+group carries most of it (without it, no better than the threshold). The depth features (z_pair,
+z_pair_face), when they were added, took the held-out half 199 -> 182 (unlabel clicks 53 -> 42) and 5-fold by image over all of
 pose-gt-dev 440 -> 421 clicks out of fold; a gradient-boosted model on the same features was no
 better (442).
 """
