@@ -56,6 +56,7 @@ SETTINGS = {
     "tta": ({}, True),
     "fast": ({"model_complexity": 1}, False),
     "multi": ({"engine": "multi", "model_complexity": 1}, False),
+    "nomirror": ({"mirror_scores": False}, False),   # the default without MoveNet's mirrored look (what it costs)
 }
 
 
@@ -143,7 +144,8 @@ def main() -> None:
     base = med(rates["plain"])
     label = {"plain": "plain mp.solutions.pose loop, 1 process", "default": "prefill (default: detector + Heavy + signals)",
              "tta": "prefill --tta, the same + re-runs on Full",
-             "fast": "prefill --no-tta, detector + Full", "multi": "prefill --no-tta, engine multi + Full"}
+             "fast": "prefill --no-tta, detector + Full", "multi": "prefill --no-tta, engine multi + Full",
+             "nomirror": "prefill, without MoveNet's mirrored look"}
     print(f"{'':48s} images/s   people/s  people found  vs plain")
     for k in ["plain"] + names:
         m = med(rates[k])

@@ -58,7 +58,7 @@ def point_table(gt_path: Path):
             gp, pose = im.people[g], poses[j]
             if gp.n_labelled17 < M.MIN_PEOPLE_POINTS:
                 continue
-            s17 = pose.engine_conf[_C17]                  # engine_conf = s17[TO_COCO17]
+            s17 = pose.label_conf[_C17]                   # the score point_model sees (label_conf = s[TO_COCO17])
             xy17 = pose.xy[_C17]
             f17 = point_model.features(xy17, s17, pose.visibility[_C17], pose.z[_C17], pose.box, W, H)
             terms = M.oks_terms(gp.kps[_C17], gp.area, xy17, np.ones(17, bool), sk.SIGMAS[_C17])

@@ -35,6 +35,7 @@ DEFAULTS: dict = {
         "second_look": True,         # a box whose pose is a person already found, or that the scores call empty on a
                                      # photo where someone was found: MoveNet and BlazePose again on the box's
                                      # pixels alone (the person behind another; blazepose._box_person)
+        "mirror_scores": True,       # MoveNet also on the mirrored crop of each person; point_model reads the mean score
         "min_person_px": 16.0,       # people whose shown points span less (geometric mean of the box's sides) are
                                      # not kept: too small to label (blazepose.shown_size); 0 keeps every size
         # engine "multi" only (blazepose.TUNED; recall 0.31, 1 person on 63 no-person photos):

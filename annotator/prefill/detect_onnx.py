@@ -21,6 +21,7 @@ import onnxruntime as ort
 ASSETS = Path(__file__).resolve().parent / "assets"
 NANODET_ONNX = ASSETS / "nanodet.onnx"
 MOVENET_THUNDER_ONNX = ASSETS / "movenet_thunder.onnx"
+COCO17_FLIP = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]   # left <-> right
 
 Box = tuple[float, float, float, float, float]  # x0, y0, x1, y1 (image pixels), score
 
@@ -220,6 +221,13 @@ class BoxPose:
             if scores2.mean() > scores.mean():
                 return kps2, scores2
         return kps, scores
+
+    def mirrored_scores(self, rgb: np.ndarray, box) -> np.ndarray:
+        """Scores (17,) of MoveNet on the mirror image of `box`'s crop, left and right swapped
+        back: a second opinion on which joints are there (point_model.mean_score)."""
+        patch = np.ascontiguousarray(self.crop(rgb, box)[0][:, ::-1])
+        out = self.session.run([self.output_name], {self.input_name: patch[None].astype(self.input_dtype)})[0]
+        return out.reshape(17, 3)[COCO17_FLIP, 2].astype(np.float32)
 
     def _run(self, rgb: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
         patch, cx0, cy0, side = self.crop(rgb, box)

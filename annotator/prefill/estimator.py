@@ -70,8 +70,9 @@ def estimator_settings(settings: dict) -> dict:
             out["hide_points"] = str(s["hide_points"])
         if "rerun_complexity" in s:
             out["rerun_complexity"] = int(s["rerun_complexity"])
-        if "second_look" in s:
-            out["second_look"] = bool(s["second_look"])
+        for k in ("second_look", "mirror_scores"):
+            if k in s:
+                out[k] = bool(s[k])
     return out
 
 

@@ -2,20 +2,25 @@
 
 A point costs a click either way it goes wrong: shown where the human labels nothing (an unlabel
 click), hidden where they label it (it has to be placed), shown in the wrong place (a drag). So a
-point is shown when P(labelled) x P(right | labelled) > 1 - P(labelled). Both are logistic models
-on what the engine knows per COCO-17 joint: MoveNet's score, BlazePose's visibility and depth
-against the joint's left/right twin, where the point is against the image edge, the person's size
-and MoveNet's mean score, and the joint's group (annotators label a turned-away face or a hand
-behind the back at different rates than a shoulder).
+point is shown when P(labelled) x P(right | labelled) - (1 - P(labelled)) > SHOW_MARGIN. Both are
+logistic models on what the engine knows per COCO-17 joint: MoveNet's score (the mean, as logits,
+of its crop's and its mirrored crop's: mean_score), BlazePose's visibility and depth against the
+joint's left/right twin, where the point is against the image edge, the person's size and
+MoveNet's mean score, and the joint's group (annotators label a turned-away face or a hand behind
+the back at different rates than a shoulder).
 
 Fit on the calibration half of pose-gt-dev (calibration.assign_splits) by
-`python tools/fit_point_model.py` (engine "detector", Heavy, refit after MoveNet's second look
-on its own square). The three kinds of click against hiding MoveNet's points under 0.2, on the
-current engine: 302 -> 261 on the half it was fit on, 193 -> 160 on the held-out half; the joint
-group carries most of it (without it, no better than the threshold). The depth features (z_pair,
-z_pair_face), when they were added, took the held-out half 199 -> 182 (unlabel clicks 53 -> 42) and 5-fold by image over all of
-pose-gt-dev 440 -> 421 clicks out of fold; a gradient-boosted model on the same features was no
-better (442).
+`python tools/fit_point_model.py` (engine "detector", Heavy, refit with the mirrored look). The
+three kinds of click against hiding MoveNet's points under 0.2: 289 -> 249 on the half it was fit
+on, 188 -> 159 on the held-out half; the joint group carries most of it (without it, no better
+than the threshold). MoveNet's mirrored look makes the label question easier: at the same total it
+leaves far fewer unlabel clicks (docs/prefill.md), so SHOW_MARGIN = 0.1 hides a point the model is
+unsure of: end to end on the cal half 3.85 clicks a person at 0 and at 0.1 (unlabel 0.84 -> 0.77),
+held-out 3.90 -> 3.83 (0.73 -> 0.61); 0.15 and 0.25 cost clicks (3.91, 4.02). A point shown where
+nobody labels one is also the worse error to leave in a dataset than one left to place.
+The depth features (z_pair, z_pair_face), when they were added, took the held-out half 199 -> 182
+(unlabel clicks 53 -> 42) and 5-fold by image over all of pose-gt-dev 440 -> 421 clicks out of
+fold; a gradient-boosted model on the same features was no better (442).
 """
 from __future__ import annotations
 
@@ -27,31 +32,30 @@ FEATURES = ("movenet_logit", "visibility_logit", "inside", "edge", "log_size", "
 GROUP = np.array([0, 0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6])
 PAIR = np.array([0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15])   # left <-> right (nose: itself)
 Z_CLIP = 1.5
+SHOW_MARGIN = 0.1
 EDGE_CLIP = 0.3
 
 # tools/fit_point_model.py's output (pose-gt-dev, split "cal" of calibration.assign_splits over all GT images:
-# 34 images, 1,375 points; refit after MoveNet's second look on a crop from its own points)
+# 34 images, 1,375 points; refit with MoveNet's mirrored look in the score)
 MODEL = {
-    "mean": [-0.48312, 2.97463, 0.973818, 0.260802, -1.317, 0.425421,
-             0.125091, 0.125091, 0.125091, 0.123636, 0.125091, 0.125091,
-             -0.000555, 0],
-    "std": [1.33504, 4.16312, 0.159676, 0.089924, 0.72269, 0.12326,
-            0.330822, 0.330822, 0.330822, 0.329166, 0.330822, 0.330822,
-            0.413817, 0.063982],
-    "labelled": {"coef": [1.73487, 1.40359, 0.760611, 0.594443, 0.213694, 0.155296,
-                          0.930137, 1.18175, 1.07964, 0.418254, 1.12577, 1.13614,
-                          -0.021179, -0.594241],
-                 "intercept": 1.5364},
-    "right": {"coef": [1.48891, 0.786826, 0, -0.454768, 0.0362, 0.367484,
-                       -0.070457, 0.434133, 0.328726, 0.160772, 0.464523, 0.325922,
-                       -0.204291, 0.004933],
-              "intercept": 1.85959},
+    "mean": [-0.526371, 3.00016, 0.974545, 0.261422, -1.31976, 0.417359, 0.125091, 0.125091, 0.125091, 0.123636, 0.125091, 0.125091, -0.000555, 0],
+    "std": [1.31183, 4.10531, 0.157501, 0.08862, 0.720305, 0.124793, 0.330822, 0.330822, 0.330822, 0.329166, 0.330822, 0.330822, 0.411685, 0.063315],
+    "labelled": {"coef": [1.94222, 1.0462, 0.792937, 0.589504, 0.269772, 0.080636, 0.901298, 0.999883, 0.903441, 0.410007, 0.963514, 1.04904, -0.11334, -0.59549],
+                 "intercept": 1.55896},
+    "right": {"coef": [1.64775, 0.525577, 0, -0.342772, -0.095449, 0.52205, -0.048053, 0.325721, 0.163492, 0.118814, 0.238777, 0.186186, -0.267265, 0.052569],
+              "intercept": 1.86167},
 }
 
 
 def _logit(p) -> np.ndarray:
     p = np.clip(np.asarray(p, np.float64), 1e-3, 1 - 1e-3)
     return np.log(p / (1 - p))
+
+
+def mean_score(s17, mirrored17) -> np.ndarray:
+    """MoveNet's score on its crop and on the mirrored crop, averaged as logits."""
+    z = (_logit(s17) + _logit(mirrored17)) / 2.0
+    return 1.0 / (1.0 + np.exp(-z))
 
 
 def features(xy17: np.ndarray, s17: np.ndarray, vis17: np.ndarray, z17: np.ndarray, box, width: int,
@@ -89,10 +93,11 @@ def probabilities(F: np.ndarray, model: dict = MODEL) -> tuple[np.ndarray, np.nd
     return p(model["labelled"]), p(model["right"])
 
 
-def show(F: np.ndarray, model: dict = MODEL) -> np.ndarray:
-    """Bool (17,): the points whose expected clicks are lower shown than hidden."""
+def show(F: np.ndarray, model: dict = MODEL, margin: float | None = None) -> np.ndarray:
+    """Bool (17,): the points whose expected clicks are lower shown than hidden, by `margin`
+    (SHOW_MARGIN when None)."""
     pl, pr = probabilities(F, model)
-    return pl * pr > 1.0 - pl
+    return pl * pr - (1.0 - pl) > (SHOW_MARGIN if margin is None else margin)
 
 
 def doubt(F: np.ndarray, shown: np.ndarray, model: dict = MODEL) -> tuple[np.ndarray, np.ndarray]:
