@@ -742,7 +742,8 @@ class PoseEstimator:
         flag = pose.pose_flag if np.isfinite(pose.pose_flag) else 1.0
         return pre * (1.0 - self.pose_flag_weight + self.pose_flag_weight * flag)
 
-    def person_in_box(self, rgb: np.ndarray, box, keypoints=None) -> tuple[PersonPose | None, np.ndarray]:
+    def person_in_box(self, rgb: np.ndarray, box, keypoints=None,
+                      mirror: bool | None = None) -> tuple[PersonPose | None, np.ndarray]:
         """engine "detector" on one box (x0, y0, x1, y1, score): the per-box pose model says whether
         a person is there and how they are aligned, BlazePose puts the 33 points on that ROI (refined
         once by its own landmarks-to-ROI rule) and the two are fused. Returns (pose or None when the
@@ -753,10 +754,10 @@ class PoseEstimator:
         first fit of point_model) w = 0.7 against 0: false people on the empty photos 6 -> 3, clicks a
         person 5.30 -> 5.14, recall 0.853 -> 0.814; w = 1 loses partial bodies BlazePose flags 0.
         keypoints: box_keypoints(rgb, box) when the caller already has them.
-        mirror_scores: MoveNet once more, on the mirrored crop of the box, for a person kept; the
+        mirror (None: mirror_scores): MoveNet once more, on the mirrored crop of the box; the
         point model reads the mean of the two scores (point_model.mean_score): on pose-gt-dev
-        clicks a person 3.92 -> 3.84, unlabel 0.86 -> 0.71 with the refit and its SHOW_MARGIN, at
-        one MoveNet run a person (4.8 -> 4.3 people/s in bench/prefill.py).
+        clicks a person 3.92 -> 3.84, unlabel 0.86 -> 0.71 with the refit and its SHOW_MARGIN.
+        A whole photo (_detector_predict) runs it only for the people it keeps, after dedup.
         """
         k17, s17 = self.box_keypoints(rgb, box) if keypoints is None else keypoints
         pre = float(box[4]) * float(np.mean(s17))
@@ -775,9 +776,18 @@ class PoseEstimator:
         pose.score = score
         pose.engine_gap, pose.engine_conf = gap, s17[TO_COCO17]
         pose.box_k17 = k17
+        pose.box = tuple(float(v) for v in box[:5])
+        self._show_points(rgb, pose, self.mirror_scores if mirror is None else mirror)
+        return pose, hm
+
+    def _show_points(self, rgb: np.ndarray, pose: PersonPose, mirror: bool) -> None:
+        """pose.unseen (the points stored as not labelled), label_conf and the queue's two doubts,
+        from point_model on the pose's MoveNet scores (engine_conf) and box; mirror: with MoveNet's
+        mirrored look in the score (one MoveNet run)."""
         h, w = rgb.shape[:2]
+        s17, box = pose.engine_conf[_C17], pose.box
         label_s = s17
-        if self.mirror_scores:
+        if mirror:
             label_s = point_model.mean_score(s17, self._detector()[1].mirrored_scores(rgb, box))
         pose.label_conf = label_s[TO_COCO17]
         F = point_model.features(pose.xy[_C17], label_s, pose.visibility[_C17], pose.z[_C17], box, w, h)
@@ -789,8 +799,6 @@ class PoseEstimator:
         shown = ~pose.unseen[_C17] & (x17 >= 0) & (x17 < w) & (y17 >= 0) & (y17 < h)   # to_person hides the rest
         doubt, unlabel = point_model.doubt(F, shown)
         pose.point_doubt, pose.label_doubt = doubt[TO_COCO17], unlabel[TO_COCO17]
-        pose.box = tuple(float(v) for v in box[:5])
-        return pose, hm
 
     def _detector_predict(self, rgb: np.ndarray, look_again_empty: bool = True) -> list[PersonPose]:
         boxes, _ = self._detector()
@@ -803,21 +811,26 @@ class PoseEstimator:
         self.candidates = [tuple(b[:5]) for b in found if b[4] < self.box_min_score]
         h, w = rgb.shape[:2]
         for b in [b for b in found if b[4] >= self.box_min_score][: max(2 * self.max_people, MAX_BOXES)]:
-            p, hm, twice = self._box_person(rgb, b, people, look_again_empty)
+            p, hm, twice, alone = self._box_person(rgb, b, people, look_again_empty)
             if p is not None and shown_size(p, w, h) < self.min_person_px:
                 p = None                    # too small to label: a candidate for the missing-people queue
             if p is not None:
                 people.append(p)
-                heat[id(p)] = (p, hm)
+                heat[id(p)] = (p, hm, alone)
             elif not twice:
                 self.candidates.append(tuple(b[:5]))
         out = self._dedup(people)[: self.max_people]
-        self._heatmaps = {id(p): heat[id(p)] for p in out if heat[id(p)][1] is not None}
+        if self.mirror_scores:              # the mirrored look for the people kept only (not the duplicates)
+            for p in out:
+                self._show_points(box_pixels_only(rgb, p.box) if heat[id(p)][2] else rgb, p, True)
+        self._heatmaps = {id(p): heat[id(p)][:2] for p in out if heat[id(p)][1] is not None}
         return out
 
     def _box_person(self, rgb: np.ndarray, box, people: list[PersonPose],
-                    look_again_empty: bool = True) -> tuple[PersonPose | None, object, bool]:
-        """The person in one detector box: (pose or None, its heatmap, skipped as a person found twice).
+                    look_again_empty: bool = True) -> tuple[PersonPose | None, object, bool, bool]:
+        """The person in one detector box: (pose or None, its heatmap, skipped as a person found twice,
+        found on the box's pixels alone). Its points are shown as MoveNet's own scores say; the
+        mirrored look waits for the people the photo keeps (_detector_predict).
 
         With second_look, a box whose pose is a person already found, MoveNet's or BlazePose's after
         its ROI refinement, is looked at again on its own pixels (box_pixels_only): where someone
@@ -837,24 +850,24 @@ class PoseEstimator:
         kp = None if found(first[0], box) else self.box_keypoints(rgb, box, first)
         if kp is None or found(kp[0], box):
             if not self.second_look:
-                return None, None, True     # the same person boxed twice: no BlazePose runs for it
+                return None, None, True, False     # the same person boxed twice: no BlazePose runs for it
             img = box_pixels_only(rgb, box)
             kp = self.box_keypoints(img, box, recrop=False)
             if found(kp[0], box):
-                return None, None, True
-            return (*self.person_in_box(img, box, kp), False)
-        p, hm = self.person_in_box(rgb, box, kp)
+                return None, None, True, False
+            return (*self.person_in_box(img, box, kp, mirror=False), False, True)
+        p, hm = self.person_in_box(rgb, box, kp, mirror=False)
         # BlazePose's pose is someone already found, or the scores say nobody is in the box on a
         # photo where someone was found (a neighbour fills the crop): the box's pixels alone
         again = any(pose_similarity(p, q) >= self.DEDUP_OKS for q in people) if p is not None else \
             look_again_empty and bool(people)
         if self.second_look and again:
             img = box_pixels_only(rgb, box)
-            p2, hm2 = self.person_in_box(img, box, self.box_keypoints(img, box, recrop=False))
+            p2, hm2 = self.person_in_box(img, box, self.box_keypoints(img, box, recrop=False), mirror=False)
             if p2 is not None and all(pose_similarity(p2, q) < self.DEDUP_OKS for q in people) \
                     and (p is not None or p2.score >= LOOK_AGAIN_MIN_SCORE):
-                return p2, hm2, False
-        return p, hm, False
+                return p2, hm2, False, True
+        return p, hm, False, False
 
     def _lm(self) -> _Model:
         if self._lm_model is None:
