@@ -810,8 +810,15 @@ class PoseEstimator:
         found = boxes.detect(rgb, min(CANDIDATE_MIN_SCORE, self.box_min_score))
         self.candidates = [tuple(b[:5]) for b in found if b[4] < self.box_min_score]
         h, w = rgb.shape[:2]
+        mirrored: set[int] = set()
+
+        def mirror(p, alone) -> None:       # MoveNet's mirrored look, on the image the person was found in
+            self._show_points(box_pixels_only(rgb, p.box) if alone else rgb, p, True)
+            mirrored.add(id(p))
         for b in [b for b in found if b[4] >= self.box_min_score][: max(2 * self.max_people, MAX_BOXES)]:
             p, hm, twice, alone = self._box_person(rgb, b, people, look_again_empty)
+            if p is not None and shown_size(p, w, h) < self.min_person_px and self.mirror_scores:
+                mirror(p, alone)            # the size is the one the stored points will have
             if p is not None and shown_size(p, w, h) < self.min_person_px:
                 p = None                    # too small to label: a candidate for the missing-people queue
             if p is not None:
@@ -822,7 +829,8 @@ class PoseEstimator:
         out = self._dedup(people)[: self.max_people]
         if self.mirror_scores:              # the mirrored look for the people kept only (not the duplicates)
             for p in out:
-                self._show_points(box_pixels_only(rgb, p.box) if heat[id(p)][2] else rgb, p, True)
+                if id(p) not in mirrored:
+                    mirror(p, heat[id(p)][2])
         self._heatmaps = {id(p): heat[id(p)][:2] for p in out if heat[id(p)][1] is not None}
         return out
 
