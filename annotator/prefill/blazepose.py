@@ -687,7 +687,8 @@ class PoseEstimator:
             self.settings.update(box_min_score=self.box_min_score, min_person_score=self.min_person_score,
                                  unseen_below=self.unseen_below, fuse_max_term=self.fuse_max_term,
                                  hide_points=self.hide_points, pose_flag_weight=self.pose_flag_weight,
-                                 rerun_complexity=self.rerun_complexity, second_look=self.second_look, mirror_scores=self.mirror_scores,
+                                 rerun_complexity=self.rerun_complexity, second_look=self.second_look,
+                                 mirror_scores=self.mirror_scores,
                                  min_person_px=self.min_person_px)
             mp_models.require("nanodet")
             mp_models.require("movenet_thunder")
@@ -756,7 +757,7 @@ class PoseEstimator:
         keypoints: box_keypoints(rgb, box) when the caller already has them.
         mirror (None: mirror_scores): MoveNet once more, on the mirrored crop of the box; the
         point model reads the mean of the two scores (point_model.mean_score): on pose-gt-dev
-        clicks a person 3.92 -> 3.84, unlabel 0.86 -> 0.71 with the refit and its SHOW_MARGIN.
+        clicks a person 3.92 -> 3.85, unlabel 0.86 -> 0.71 with the refit and its SHOW_MARGIN.
         A whole photo (_detector_predict) runs it only for the people it keeps, after dedup.
         """
         k17, s17 = self.box_keypoints(rgb, box) if keypoints is None else keypoints
