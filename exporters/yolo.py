@@ -44,8 +44,7 @@ def label_lines(f: Frame, kind: str = "33", verified_only: bool = False) -> list
 def flip_idx(kind: str) -> list[int]:
     if kind == "33":
         return list(sk.FLIP)
-    pos = {bp: j for j, bp in enumerate(sk.COCO17_FROM_BP)}
-    return [pos[sk.FLIP[bp]] for bp in sk.COCO17_FROM_BP]
+    return list(sk.COCO17_FLIP)
 
 
 def write_yolo(frames: Iterable[Frame], out: Path, image_source: Callable[[Frame], Path | np.ndarray],

@@ -231,7 +231,7 @@ def test_the_face_of_a_man_seen_from_behind_is_hidden_by_movenets_mirrored_look(
 
 def test_movenets_mirrored_look_is_movenet_on_the_mirror_image_left_and_right_swapped():
     from annotator.prefill import models as mp_models
-    from annotator.prefill.detect_onnx import BoxPose, COCO17_FLIP
+    from annotator.prefill.detect_onnx import BoxPose
     rgb = load_image(GT_DEV / "images" / FULL_BODY)
     h, w = rgb.shape[:2]
     pose = BoxPose(mp_models.require("movenet_thunder"))
@@ -239,5 +239,5 @@ def test_movenets_mirrored_look_is_movenet_on_the_mirror_image_left_and_right_sw
     _, on_mirror = pose.predict(np.ascontiguousarray(rgb[:, ::-1]), (w - box[2], box[1], w - box[0], box[3]),
                                 recrop=False)
     mirrored = pose.mirrored_scores(rgb, box)
-    assert np.abs(mirrored - on_mirror[COCO17_FLIP]).max() < 0.02
+    assert np.abs(mirrored - on_mirror[list(sk.COCO17_FLIP)]).max() < 0.02
     assert np.abs(mirrored - on_mirror).max() > 0.1          # on this photo the swap back matters

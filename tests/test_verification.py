@@ -23,29 +23,26 @@ READER_BOX = (8, 301, 350, 337)           # her ground-truth box, as an annotato
 
 
 def _app(tmp_path, image):
+    """A project of one demo photo, open in the app; closed after the test."""
     (tmp_path / "media").mkdir()
     shutil.copy(DEMO_IMAGES / image, tmp_path / "media")
     proj, _ = Project.create(tmp_path / "proj", [tmp_path / "media"])
     st = AppState(proj, annotator="tester", prefetch=0, user_config=tmp_path / "none.toml", background_queue=False)
     st.set_canvas(800, 600)
     assert st.open_first()
-    return proj, st
+    yield proj, st
+    st.close()
+    proj.close()
 
 
 @pytest.fixture
 def riders(tmp_path):
-    proj, st = _app(tmp_path, RIDERS)
-    yield proj, st
-    st.close()
-    proj.close()
+    yield from _app(tmp_path, RIDERS)
 
 
 @pytest.fixture
 def reader(tmp_path):
-    proj, st = _app(tmp_path, READER)
-    yield proj, st
-    st.close()
-    proj.close()
+    yield from _app(tmp_path, READER)
 
 
 def test_person_added_in_a_box_is_scored_and_its_wrong_shoulder_is_suspect(reader):
@@ -65,7 +62,7 @@ def test_person_added_in_a_box_is_scored_and_its_wrong_shoulder_is_suspect(reade
 
 
 def test_a_person_added_in_a_box_whose_points_are_right_names_no_suspect(riders):
-    """The right-hand rider: every point the pre-fill shows is within 4 px of the demo ground truth
+    """The right-hand rider: his hips, near knee and ankle are within 4 px of the demo ground truth
     and the far leg, hidden by the horse, is stored as not labelled: nothing to name."""
     proj, st = riders
     pid = st.add_person_in_box(RIDER_BOX)

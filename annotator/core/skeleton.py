@@ -116,6 +116,8 @@ COCO17_NAMES: tuple[str, ...] = (
     "left_knee", "right_knee", "left_ankle", "right_ankle",
 )
 COCO17_FROM_BP: tuple[int, ...] = tuple(INDEX[n] for n in COCO17_NAMES)
+# COCO17_FLIP[k] is the COCO-17 index of keypoint k's mirror (FLIP in COCO-17 order).
+COCO17_FLIP: tuple[int, ...] = tuple(COCO17_FROM_BP.index(FLIP[bp]) for bp in COCO17_FROM_BP)
 # 1-based, as COCO's category "skeleton" field wants.
 COCO17_SKELETON: tuple[tuple[int, int], ...] = (
     (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7),

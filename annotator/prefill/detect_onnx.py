@@ -18,10 +18,11 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from annotator.core.skeleton import COCO17_FLIP
+
 ASSETS = Path(__file__).resolve().parent / "assets"
 NANODET_ONNX = ASSETS / "nanodet.onnx"
 MOVENET_THUNDER_ONNX = ASSETS / "movenet_thunder.onnx"
-COCO17_FLIP = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]   # left <-> right
 
 Box = tuple[float, float, float, float, float]  # x0, y0, x1, y1 (image pixels), score
 
@@ -225,14 +226,16 @@ class BoxPose:
     def mirrored_scores(self, rgb: np.ndarray, box) -> np.ndarray:
         """Scores (17,) of MoveNet on the mirror image of `box`'s crop, left and right swapped
         back: a second opinion on which joints are there (point_model.mean_score)."""
-        patch = np.ascontiguousarray(self.crop(rgb, box)[0][:, ::-1])
+        return self._infer(np.ascontiguousarray(self.crop(rgb, box)[0][:, ::-1]))[list(COCO17_FLIP), 2]
+
+    def _infer(self, patch: np.ndarray) -> np.ndarray:
+        """(17, 3) y, x (0..1 of the crop) and score for one 256x256 RGB patch."""
         out = self.session.run([self.output_name], {self.input_name: patch[None].astype(self.input_dtype)})[0]
-        return out.reshape(17, 3)[COCO17_FLIP, 2].astype(np.float32)
+        return out.reshape(17, 3).astype(np.float32)
 
     def _run(self, rgb: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
         patch, cx0, cy0, side = self.crop(rgb, box)
-        out = self.session.run([self.output_name], {self.input_name: patch[None].astype(self.input_dtype)})[0]
-        yxs = out.reshape(17, 3)
+        yxs = self._infer(patch)
         kps = np.stack([cx0 + yxs[:, 1] * side, cy0 + yxs[:, 0] * side], 1).astype(np.float32)
         return kps, yxs[:, 2].astype(np.float32)
 

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from annotator.core import skeleton as sk
+
 FEATURES = ("movenet_logit", "visibility_logit", "inside", "edge", "log_size", "mean_score",
             "g_shoulder", "g_elbow", "g_wrist", "g_hip", "g_knee", "g_ankle", "z_pair", "z_pair_face")
 # COCO-17 joint -> group (0 face: nose, eyes, ears; the reference level of the one-hot)
 GROUP = np.array([0, 0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6])
-PAIR = np.array([0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15])   # left <-> right (nose: itself)
+PAIR = np.array(sk.COCO17_FLIP)   # left <-> right (nose: itself)
 Z_CLIP = 1.5
 SHOW_MARGIN = 0.1
 EDGE_CLIP = 0.3
@@ -38,11 +40,15 @@ EDGE_CLIP = 0.3
 # tools/fit_point_model.py's output (pose-gt-dev, split "cal" of calibration.assign_splits over all GT images:
 # 34 images, 1,375 points; refit with MoveNet's mirrored look in the score)
 MODEL = {
-    "mean": [-0.526371, 3.00016, 0.974545, 0.261422, -1.31976, 0.417359, 0.125091, 0.125091, 0.125091, 0.123636, 0.125091, 0.125091, -0.000555, 0],
-    "std": [1.31183, 4.10531, 0.157501, 0.08862, 0.720305, 0.124793, 0.330822, 0.330822, 0.330822, 0.329166, 0.330822, 0.330822, 0.411685, 0.063315],
-    "labelled": {"coef": [1.94222, 1.0462, 0.792937, 0.589504, 0.269772, 0.080636, 0.901298, 0.999883, 0.903441, 0.410007, 0.963514, 1.04904, -0.11334, -0.59549],
+    "mean": [-0.526371, 3.00016, 0.974545, 0.261422, -1.31976, 0.417359, 0.125091,
+             0.125091, 0.125091, 0.123636, 0.125091, 0.125091, -0.000555, 0],
+    "std": [1.31183, 4.10531, 0.157501, 0.08862, 0.720305, 0.124793, 0.330822,
+            0.330822, 0.330822, 0.329166, 0.330822, 0.330822, 0.411685, 0.063315],
+    "labelled": {"coef": [1.94222, 1.0462, 0.792937, 0.589504, 0.269772, 0.080636, 0.901298,
+                          0.999883, 0.903441, 0.410007, 0.963514, 1.04904, -0.11334, -0.59549],
                  "intercept": 1.55896},
-    "right": {"coef": [1.64775, 0.525577, 0, -0.342772, -0.095449, 0.52205, -0.048053, 0.325721, 0.163492, 0.118814, 0.238777, 0.186186, -0.267265, 0.052569],
+    "right": {"coef": [1.64775, 0.525577, 0, -0.342772, -0.095449, 0.52205, -0.048053, 0.325721,
+                       0.163492, 0.118814, 0.238777, 0.186186, -0.267265, 0.052569],
               "intercept": 1.86167},
 }
 
