@@ -221,8 +221,9 @@ def test_the_face_of_a_man_seen_from_behind_is_hidden_by_movenets_mirrored_look(
     assert engine.mirror_scores
     own, label = pose.engine_conf[bp._C17], pose.label_conf[bp._C17]
     _, box_pose = engine._detector()
-    mirrored = box_pose.mirrored_scores(rgb, pose.box)
+    mirror_k17, mirrored = box_pose.mirrored(rgb, pose.box)
     assert np.allclose(label, point_model.mean_score(own, mirrored), atol=1e-5)
+    assert np.allclose(pose.mirror_k17, mirror_k17)
     assert (mirrored[face] < own[face]).all() and (label[face] < own[face]).all()
     assert (vis[face] == 0).all() and (vis[[3, 4]] > 0).all()       # face hidden, the labelled ears shown
     _, vis_one_look = the_man(bp.PoseEstimator("detector", model_complexity=2, mirror_scores=False))
@@ -236,8 +237,10 @@ def test_movenets_mirrored_look_is_movenet_on_the_mirror_image_left_and_right_sw
     h, w = rgb.shape[:2]
     pose = BoxPose(mp_models.require("movenet_thunder"))
     box = (w * 0.2, h * 0.05, w * 0.8, h * 0.95, 0.9)
-    _, on_mirror = pose.predict(np.ascontiguousarray(rgb[:, ::-1]), (w - box[2], box[1], w - box[0], box[3]),
-                                recrop=False)
-    mirrored = pose.mirrored_scores(rgb, box)
+    k_mirror, on_mirror = pose.predict(np.ascontiguousarray(rgb[:, ::-1]), (w - box[2], box[1], w - box[0], box[3]),
+                                       recrop=False)
+    kps, mirrored = pose.mirrored(rgb, box)
+    back = k_mirror[list(sk.COCO17_FLIP)] * [-1.0, 1.0] + [w, 0.0]       # x mirrored back, left and right swapped
+    assert np.abs(kps - back).max() < 2.0                                  # pixels (the crop square rounds)
     assert np.abs(mirrored - on_mirror[list(sk.COCO17_FLIP)]).max() < 0.02
     assert np.abs(mirrored - on_mirror).max() > 0.1          # on this photo the swap back matters

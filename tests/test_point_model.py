@@ -60,3 +60,37 @@ def test_the_far_ear_of_a_head_in_profile_is_hidden_and_the_near_one_shown():
     pl_flat, _ = point_model.probabilities(flat)
     pl, _ = point_model.probabilities(turned)
     assert pl[3] < pl_flat[3] < pl[4]
+
+
+def test_a_point_the_models_place_apart_is_less_likely_right_and_hidden():
+    # MoveNet half-sure of the left ear (0.5); where BlazePose's ear is 40 px (0.125 of the box) from
+    # MoveNet's, and MoveNet on the mirror image 40 px from the stored one, one of them is wrong
+    xy, box, w, h = _person()
+    s, vis = np.full(17, 0.8), np.full(17, 0.95)
+    s[3], vis[3] = 0.5, 0.8
+    gap = np.full(17, 2.0)
+    mirror = xy + 2.0
+    agree = point_model.features(xy, s, vis, np.zeros(17), box, w, h, gap, mirror)
+    gap[3] = 40.0
+    mirror[3] = xy[3] + [0.0, 40.0]
+    apart = point_model.features(xy, s, vis, np.zeros(17), box, w, h, gap, mirror)
+    pl_agree, pr_agree = point_model.probabilities(agree)
+    pl, pr = point_model.probabilities(apart)
+    assert pr[3] < pr_agree[3] - 0.15 and pl[3] < pl_agree[3]
+    assert np.allclose(np.delete(pr, 3), np.delete(pr_agree, 3))
+    assert point_model.show(agree).all()
+    assert list(np.flatnonzero(~point_model.show(apart))) == [3]
+
+
+def test_a_gap_not_measured_reads_as_the_fits_mean():
+    # without the mirrored look (mirror_scores = false) the mirror gap is unknown: NaN, the mean
+    xy, box, w, h = _person()
+    s, vis = np.full(17, 0.6), np.full(17, 0.9)
+    gap = np.full(17, 5.0)
+    unknown = point_model.features(xy, s, vis, np.zeros(17), box, w, h, gap)
+    assert np.isnan(unknown[:, -1]).all() and not np.isnan(unknown[:, :-1]).any()
+    scale = max(box[2] - box[0], box[3] - box[1])
+    at_mean = xy + [np.exp(point_model.MODEL["mean"][-1]) * scale, 0.0]
+    known = point_model.features(xy, s, vis, np.zeros(17), box, w, h, gap, at_mean)
+    for a, b in zip(point_model.probabilities(unknown), point_model.probabilities(known)):
+        assert np.allclose(a, b)

@@ -147,6 +147,7 @@ class PersonPose:
     label_doubt: np.ndarray | None = None  # (33,) point_model's 1 - P(a human labels the joint)
     box_k17: np.ndarray | None = None      # (17, 2) the per-box pose model's COCO-17 joints, pixels
     label_conf: np.ndarray | None = None   # (33,) the per-box score point_model sees (MoveNet's, with its mirrored look's)
+    mirror_k17: np.ndarray | None = None   # (17, 2) MoveNet's COCO-17 joints on the mirrored crop of the box, pixels
 
     def bbox(self) -> tuple[float, float, float, float]:
         """x, y, w, h around the 33 points."""
@@ -783,15 +784,17 @@ class PoseEstimator:
 
     def _show_points(self, rgb: np.ndarray, pose: PersonPose, mirror: bool) -> None:
         """pose.unseen (the points stored as not labelled), label_conf and the queue's two doubts,
-        from point_model on the pose's MoveNet scores (engine_conf) and box; mirror: with MoveNet's
-        mirrored look in the score (one MoveNet run)."""
+        from point_model on the pose's MoveNet scores (engine_conf), engine_gap and box; mirror: with
+        MoveNet's mirrored look (one MoveNet run) in the score and its joints (mirror_k17)."""
         h, w = rgb.shape[:2]
         s17, box = pose.engine_conf[_C17], pose.box
         label_s = s17
         if mirror:
-            label_s = point_model.mean_score(s17, self._detector()[1].mirrored_scores(rgb, box))
+            pose.mirror_k17, mirror_s = self._detector()[1].mirrored(rgb, box)
+            label_s = point_model.mean_score(s17, mirror_s)
         pose.label_conf = label_s[TO_COCO17]
-        F = point_model.features(pose.xy[_C17], label_s, pose.visibility[_C17], pose.z[_C17], box, w, h)
+        F = point_model.features(pose.xy[_C17], label_s, pose.visibility[_C17], pose.z[_C17], box, w, h,
+                                 pose.engine_gap[_C17], pose.mirror_k17)
         if self.hide_points == "model":
             pose.unseen = ~point_model.show(F)[TO_COCO17]
         else:
@@ -811,11 +814,9 @@ class PoseEstimator:
         found = boxes.detect(rgb, min(CANDIDATE_MIN_SCORE, self.box_min_score))
         self.candidates = [tuple(b[:5]) for b in found if b[4] < self.box_min_score]
         h, w = rgb.shape[:2]
-        mirrored: set[int] = set()
 
-        def mirror(p, alone) -> None:       # MoveNet's mirrored look, on the image the person was found in
+        def mirror(p, alone) -> None:       # MoveNet's mirrored look (p.mirror_k17), on the image p was found in
             self._show_points(box_pixels_only(rgb, p.box) if alone else rgb, p, True)
-            mirrored.add(id(p))
         for b in [b for b in found if b[4] >= self.box_min_score][: max(2 * self.max_people, MAX_BOXES)]:
             p, hm, twice, alone = self._box_person(rgb, b, people, look_again_empty)
             if p is not None and shown_size(p, w, h) < self.min_person_px and self.mirror_scores:
@@ -830,7 +831,7 @@ class PoseEstimator:
         out = self._dedup(people)[: self.max_people]
         if self.mirror_scores:              # the mirrored look for the people kept only (not the duplicates)
             for p in out:
-                if id(p) not in mirrored:
+                if p.mirror_k17 is None:    # (a set of id()s missed one: a person the size cut drops frees its id)
                     mirror(p, heat[id(p)][2])
         self._heatmaps = {id(p): heat[id(p)][:2] for p in out if heat[id(p)][1] is not None}
         return out

@@ -223,10 +223,14 @@ class BoxPose:
                 return kps2, scores2
         return kps, scores
 
-    def mirrored_scores(self, rgb: np.ndarray, box) -> np.ndarray:
-        """Scores (17,) of MoveNet on the mirror image of `box`'s crop, left and right swapped
-        back: a second opinion on which joints are there (point_model.mean_score)."""
-        return self._infer(np.ascontiguousarray(self.crop(rgb, box)[0][:, ::-1]))[list(COCO17_FLIP), 2]
+    def mirrored(self, rgb: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
+        """MoveNet on the mirror image of `box`'s crop, left and right swapped back: keypoints
+        (17, 2) in image pixels and scores (17,). A second opinion on which joints are there
+        (point_model.mean_score) and on where they are (point_model's mirror_gap)."""
+        patch, cx0, cy0, side = self.crop(rgb, box)
+        yxs = self._infer(np.ascontiguousarray(patch[:, ::-1]))[list(COCO17_FLIP)]
+        kps = np.stack([cx0 + (1.0 - yxs[:, 1]) * side, cy0 + yxs[:, 0] * side], 1).astype(np.float32)
+        return kps, yxs[:, 2]
 
     def _infer(self, patch: np.ndarray) -> np.ndarray:
         """(17, 3) y, x (0..1 of the crop) and score for one 256x256 RGB patch."""
